@@ -1,0 +1,189 @@
+"""`bench`: run suites, list methods and suites, show the hardware profile."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import BenchError
+
+log = logging.getLogger("sparsebench")
+
+EPILOG = """\
+examples:
+  bench run --suite retrieval                         every method of the suite on its default data
+  bench run --suite retrieval --method bm25 --set bm25.k1=0.9
+  bench run --suite retrieval --dataset beir:/data/scifact    your own BEIR folder (#split to choose)
+  bench run --suite retrieval --dataset irds:beir/scifact/test
+  bench run --suite retrieval --dataset mteb:SciFact
+  bench list                                          methods, suites and datasets
+  bench profile                                       which declared hardware profile this machine is
+"""
+
+
+def configure_logging(verbose: bool) -> None:
+    """Add one stderr handler (once) and set levels; other handlers (pytest's, an embedding
+    application's) are left in place."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "name", None) == "sparsebench"), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("sparsebench")
+        root.addHandler(handler)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Third-party libraries log per batch at INFO; keep their warnings only.
+    for noisy in ("sentence_transformers", "transformers", "bm25s", "httpx", "urllib3", "datasets", "ir_datasets", "mteb", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="sparsebench: measure what an efficient representation buys in quality and what it costs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite; skips every spec that already has an ok record")
+    run.add_argument("--suite", required=True, help="suite name (bench list) or path to a suite .yaml")
+    run.add_argument("--dataset", help="declared dataset name, or beir:PATH[#SPLIT], irds:ID, mteb:TASK[#SPLIT] (default: the suite's)")
+    run.add_argument("--method", action="append", metavar="ID", help="method id(s) to run instead of the suite's grid; repeat or comma-separate")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a task setting (top_k=50) or a method parameter (bm25.k1=0.9)")
+    run.add_argument("--profile", help="declared hardware profile id (default: the one matching this machine)")
+    run.add_argument("--profile-mismatch", choices=("refuse", "allow"), default="refuse",
+                     help="run even if the machine does not match --profile; records say so (default: refuse)")
+    run.add_argument("--force", action="store_true", help="re-run specs that already have an ok record (appends new records)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
+    run.add_argument("--cache-dir", type=Path, help="cache for corpus encodings (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
+    run.add_argument("--save-runs", type=Path, metavar="DIR", help="also write each method's TREC run file to DIR")
+    run.add_argument("--in-process", action="store_true", help="run methods in this process (debugging; peak RSS then includes earlier methods)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    lst = sub.add_parser("list", help="list methods, suites and their datasets")
+    lst.add_argument("what", nargs="?", choices=("methods", "suites", "all"), default="all")
+
+    prof = sub.add_parser("profile", help="show the detected machine and which declared profile it matches")
+    prof.add_argument("--profile", help="check against this profile id")
+
+    sub.add_parser("report", help="render the HTML leaderboard (not yet: issue #3)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "report": cmd_report}[args.command](args)
+    except BenchError as e:
+        log.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; records already written are kept, run again to resume")
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .cache import default_cache_dir
+    from .hardware import choose_profile
+    from .records import read
+    from .registry import parse_override
+    from .runner import RunOptions, run_suite
+    from .table import results_table
+
+    profile = choose_profile(args.profile, args.profile_mismatch == "allow")
+    if not profile.matched:
+        log.warning("running under profile %s although: %s", profile.profile.id, "; ".join(profile.problems))
+    methods = [m.strip() for arg in (args.method or []) for m in _split_ids(arg)] or None
+    opts = RunOptions(
+        results_dir=args.results,
+        cache_dir=args.cache_dir or default_cache_dir(),
+        force=args.force,
+        isolate=not args.in_process,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        save_runs=args.save_runs,
+        device="cuda" if profile.profile.device == "cuda" else "cpu",
+    )
+    summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides])
+    latest: dict[str, dict] = {}
+    for rec in read(args.results / f"{suite.name}.jsonl"):
+        latest[rec["key"]] = rec
+    shown = [latest[s.key] for s in summary.specs if s.key in latest]
+    sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics)}\n")
+    log.info("%d ran, %d already done, %d busy elsewhere, %d failed", summary.ran, summary.skipped, summary.busy, summary.failed)
+    return 1 if summary.failed else 0
+
+
+def _split_ids(arg: str) -> list[str]:
+    """Split on commas outside parentheses: `bm25(k1=0.9,b=0.4),minilm` is two ids."""
+    out, depth, cur = [], 0, ""
+    for c in arg:
+        depth += c == "("
+        depth -= c == ")"
+        if c == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += c
+    return [x for x in [*out, cur] if x.strip()]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+    from .suites.spec import builtin_suites, load_suite
+
+    lines = []
+    if args.what in ("methods", "all"):
+        lines.append("methods:")
+        for name in registry.names():
+            cls, info = registry.lookup(name)
+            params = ", ".join(f"{f.name}={f.default!r}" for f in registry.param_fields(cls))
+            lines.append(f"  {name:<10} {info.family:<15} {info.summary}")
+            lines.append(f"  {'':<10} {'':<15} parameters: {params}")
+    if args.what in ("suites", "all"):
+        lines.append("suites:")
+        for name in sorted(builtin_suites()):
+            s = load_suite(name)
+            lines.append(f"  {s.ref:<14} {s.description}")
+            for d in s.datasets:
+                counts = f"{d.documents} docs, {d.queries} queries" if d.documents else ""
+                lines.append(f"    dataset {d.id:<8} {d.source}  {counts}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .hardware import detect, load_profiles, mismatches
+
+    machine = detect()
+    lines = [
+        f"machine: {machine.cpu_model}, {machine.logical_cores} logical cores, {machine.memory_gib} GiB, "
+        f"accelerators: {', '.join(machine.accelerators) or 'none'}",
+        f"fingerprint: {machine.fingerprint}",
+    ]
+    status = 0
+    for pid, prof in sorted(load_profiles().items()):
+        if args.profile and pid != args.profile:
+            continue
+        problems = mismatches(prof, machine)
+        mark = "MATCH" if not problems else "no   "
+        lines.append(f"  {mark} {pid:<12} {prof.description}" + ("" if not problems else f"  ({'; '.join(problems)})"))
+        if args.profile and problems:
+            status = 1
+    sys.stdout.write("\n".join(lines) + "\n")
+    return status
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    raise BenchError("bench report is not built yet (issue #3); records are in results/*.jsonl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Small embedded default data sets, each with its licence notice (see NOTICE.md inside)."""

@@ -1,0 +1,1 @@
+"""Retrieval test collections: the shared type and the loaders for each source format."""

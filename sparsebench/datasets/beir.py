@@ -1,0 +1,106 @@
+"""BEIR-format folders: corpus.jsonl, queries.jsonl and qrels/<split>.tsv.
+
+This is the format BEIR and MTEB publish and the embedded default collection uses, so a user
+can point the suite at their own folder. Like BEIR's loader, only queries judged in the split
+are kept; unlike it, malformed lines are errors that name the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import DatasetError
+from .types import Document, Query, RetrievalDataset
+
+log = logging.getLogger(__name__)
+
+
+def load_beir(folder: str | Path, split: str = "test", dataset_id: str | None = None) -> RetrievalDataset:
+    root = Path(folder).expanduser()
+    did = dataset_id or f"beir:{folder}"
+    if not root.is_dir():
+        raise DatasetError(f"{did}: folder {root} does not exist (expected corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    for required in (root / "corpus.jsonl", root / "queries.jsonl", qrels_path):
+        if not required.is_file():
+            splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+            extra = f" (splits present: {', '.join(splits)}; choose one with beir:PATH#SPLIT)" if splits and required == qrels_path else ""
+            raise DatasetError(f"{did}: missing {required}{extra}")
+
+    corpus = tuple(
+        Document(id=_id(obj, path, n), title=str(obj.get("title") or ""), text=_text(obj, path, n))
+        for obj, path, n in _jsonl(root / "corpus.jsonl")
+    )
+    _unique([d.id for d in corpus], root / "corpus.jsonl")
+    qrels = _read_qrels(qrels_path)
+    all_queries = [Query(id=_id(obj, p, n), text=_text(obj, p, n)) for obj, p, n in _jsonl(root / "queries.jsonl")]
+    _unique([q.id for q in all_queries], root / "queries.jsonl")
+    queries = tuple(q for q in all_queries if q.id in qrels)
+    missing_q = sorted(set(qrels) - {q.id for q in queries})
+    if missing_q:
+        raise DatasetError(f"{qrels_path}: {len(missing_q)} judged query ids are not in queries.jsonl (first: {missing_q[0]!r})")
+    doc_ids = {d.id for d in corpus}
+    unknown_docs = {d for judged in qrels.values() for d in judged if d not in doc_ids}
+    if unknown_docs:
+        # BEIR releases contain such judgments; they cannot be retrieved, so they only lower recall.
+        log.warning("%s: %d judged document ids are not in the corpus (first: %s)", qrels_path, len(unknown_docs), sorted(unknown_docs)[0])
+    return RetrievalDataset(id=did, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def _jsonl(path: Path) -> Iterator[tuple[dict, Path, int]]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{path}:{n}: invalid JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise DatasetError(f"{path}:{n}: expected a JSON object")
+            yield obj, path, n
+
+
+def _id(obj: dict, path: Path, n: int) -> str:
+    value = obj.get("_id")
+    if value is None or str(value) == "":
+        raise DatasetError(f"{path}:{n}: missing \"_id\"")
+    return str(value)
+
+
+def _text(obj: dict, path: Path, n: int) -> str:
+    value = obj.get("text")
+    if not isinstance(value, str):
+        raise DatasetError(f"{path}:{n}: missing or non-string \"text\"")
+    return value
+
+
+def _unique(ids: list[str], path: Path) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise DatasetError(f"{path}: duplicate id {i!r}")
+        seen.add(i)
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for n, row in enumerate(rows, 1):
+            if not row or (n == 1 and row[0] == "query-id"):
+                continue
+            if len(row) != 3:
+                raise DatasetError(f"{path}:{n}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}")
+            try:
+                grade = int(row[2])
+            except ValueError as e:
+                raise DatasetError(f"{path}:{n}: score {row[2]!r} is not an integer") from e
+            qrels.setdefault(row[0], {})[row[1]] = grade
+    if not qrels:
+        raise DatasetError(f"{path}: no judgments")
+    return qrels

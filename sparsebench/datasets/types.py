@@ -1,0 +1,75 @@
+"""The in-memory form every retrieval loader produces, whatever the source format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    title: str = ""
+
+    @property
+    def full_text(self) -> str:
+        """Title and body as one string: what encoders see (BEIR convention)."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RetrievalDataset:
+    """A corpus, its queries and graded relevance judgments (qrels[query_id][doc_id] = grade).
+
+    `id` is the canonical id the user gave (`faq`, `beir:/path`, `irds:beir/scifact/test`,
+    `mteb:SciFact`); `checksum` is computed from the content, so a changed folder is a new key.
+    """
+
+    id: str
+    corpus: tuple[Document, ...]
+    queries: tuple[Query, ...]
+    qrels: Mapping[str, Mapping[str, int]]
+    checksum: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.checksum:
+            object.__setattr__(self, "checksum", content_checksum(self))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "documents": len(self.corpus),
+            "queries": len(self.queries),
+            "qrels": sum(len(v) for v in self.qrels.values()),
+        }
+
+    def judged_queries(self) -> tuple[Query, ...]:
+        """Queries with at least one positive judgment: the ones metrics are computed over."""
+        return tuple(q for q in self.queries if any(g > 0 for g in self.qrels.get(q.id, {}).values()))
+
+
+def content_checksum(ds: RetrievalDataset) -> str:
+    """sha256 over a canonical serialization (order-sensitive for corpus and queries)."""
+    h = hashlib.sha256()
+    for d in ds.corpus:
+        h.update(json.dumps([d.id, d.title, d.text], ensure_ascii=False).encode())
+        h.update(b"\n")
+    h.update(b"--queries--\n")
+    for q in ds.queries:
+        h.update(json.dumps([q.id, q.text], ensure_ascii=False).encode())
+        h.update(b"\n")
+    h.update(b"--qrels--\n")
+    for qid in sorted(ds.qrels):
+        for did in sorted(ds.qrels[qid]):
+            h.update(json.dumps([qid, did, int(ds.qrels[qid][did])]).encode())
+            h.update(b"\n")
+    return h.hexdigest()

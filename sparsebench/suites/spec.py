@@ -1,0 +1,114 @@
+"""A suite definition: which data, which metrics, which methods, as versioned data.
+
+Changing what a suite measures (data, metrics, settings that change numbers) bumps `version`;
+records carry `name@version` and the reporter never ranks different versions together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..methodid import Scalar
+from ..typedload import from_data, load_yaml
+
+
+@dataclass(frozen=True)
+class DatasetDecl:
+    id: str
+    source: str  # embedded:NAME | beir:PATH | irds:ID | mteb:TASK
+    description: str = ""
+    licence: str = ""
+    sha256: str | None = None  # content checksum (RetrievalDataset.checksum)
+    documents: int | None = None
+    queries: int | None = None
+    qrels: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodGrid:
+    method: str
+    sweep: dict[str, tuple[Scalar, ...]] = field(default_factory=dict)
+
+    def method_ids(self) -> list[tuple[str, dict[str, Scalar]]]:
+        """(base id, overrides) for every point of the sweep's cartesian product."""
+        keys = list(self.sweep)
+        return [(self.method, dict(zip(keys, values))) for values in itertools.product(*self.sweep.values())]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    task: str
+    description: str
+    datasets: tuple[DatasetDecl, ...]
+    default_dataset: str
+    metrics: tuple[str, ...]
+    main_metric: str
+    cost_axes: tuple[str, ...]
+    methods: tuple[MethodGrid, ...]
+    settings: dict[str, Scalar] = field(default_factory=dict)
+    file: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def dataset(self, name: str) -> DatasetDecl | None:
+        return next((d for d in self.datasets if d.id == name), None)
+
+
+def builtin_suites() -> dict[str, Path]:
+    root = files("sparsebench.suites")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        known = builtin_suites()
+        if name_or_path not in known:
+            close = difflib.get_close_matches(name_or_path, list(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown suite {name_or_path!r}{hint} (built-in: {', '.join(sorted(known))}, or a path to a .yaml file)")
+        path = known[name_or_path]
+    data = load_yaml(path)
+    if isinstance(data, dict) and "file" in data:
+        raise ConfigError(f"{path}: unknown key 'file'")
+    suite = from_data(Suite, data, str(path))
+    suite = Suite(**{**suite.__dict__, "file": str(path)})
+    _check(suite, str(path))
+    return suite
+
+
+def _check(suite: Suite, file: str) -> None:
+    from .tasks import get_task
+
+    task = get_task(suite.task, file)
+    if suite.version < 1:
+        raise ConfigError(f"{file}: version: must be a positive integer")
+    ids = [d.id for d in suite.datasets]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{file}: datasets: duplicate id")
+    if suite.default_dataset not in ids:
+        raise ConfigError(f"{file}: default_dataset: {suite.default_dataset!r} is not one of the declared datasets ({', '.join(ids)})")
+    if suite.main_metric not in suite.metrics:
+        raise ConfigError(f"{file}: main_metric: {suite.main_metric!r} is not listed under metrics")
+    task.check_metrics(suite.metrics, file)
+    unknown_axes = [a for a in suite.cost_axes if a not in task.cost_axes]
+    if unknown_axes:
+        raise ConfigError(f"{file}: cost_axes: unknown axis {unknown_axes[0]!r} (known: {', '.join(task.cost_axes)})")
+    task.settings_from(suite.settings, file)
+    from .. import registry
+
+    for i, grid in enumerate(suite.methods):
+        try:
+            for base, overrides in grid.method_ids():
+                registry.build(base, overrides)
+        except Exception as e:
+            raise ConfigError(f"{file}: methods[{i}]: {e}") from e

@@ -1,0 +1,111 @@
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from sparsebench import records
+from sparsebench.errors import ResultsError
+
+
+def make_record(key: str = "k1", status: str = "ok") -> dict:
+    return {
+        "schema": 1, "key": key, "run_id": "r", "suite": "retrieval@1", "task": "retrieval",
+        "method": "bm25", "method_name": "bm25", "family": "sparse-encoder", "params": {},
+        "dataset": {"id": "faq"}, "settings": {}, "main_metric": "nDCG@10",
+        "metrics": {"nDCG@10": {"value": 0.5, "unit": "", "n": 10}} if status == "ok" else {},
+        "costs": {"latency_p50_ms": {"value": 1.0, "unit": "ms", "n": 20}} if status == "ok" else {},
+        "profile": {"id": "cpu-2core", "fingerprint": "f"}, "provenance": {},
+        "started_at": "t0", "finished_at": "t1", "status": status, "error": None if status == "ok" else "boom",
+    }
+
+
+def test_append_and_read(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    records.append(path, make_record("a"))
+    records.append(path, make_record("b", "failed"))
+    got = records.read(path)
+    assert [r["key"] for r in got] == ["a", "b"]
+    assert records.ResultStore(tmp_path).done_keys("r") == {"a"}
+
+
+def test_malformed_records_are_refused_on_write(tmp_path: Path) -> None:
+    rec = make_record()
+    del rec["costs"]["latency_p50_ms"]["unit"]
+    with pytest.raises(ValueError, match="needs value, unit and n"):
+        records.append(tmp_path / "r.jsonl", rec)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_corrupt_line_is_reported_with_file_and_line_and_nothing_is_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    records.append(path, make_record("a"))
+    with path.open("a") as f:
+        f.write('{"schema": 1, "key": \n')
+    records_before = path.read_bytes()
+    with pytest.raises(ResultsError, match=rf"{path}:2: corrupt record"):
+        records.read(path)
+    assert path.read_bytes() == records_before
+
+
+def test_incomplete_last_line_blocks_appends(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    records.append(path, make_record("a"))
+    with path.open("a") as f:
+        f.write('{"schema": 1')
+    before = path.read_bytes()
+    with pytest.raises(ResultsError, match="incomplete"):
+        records.read(path)
+    with pytest.raises(ResultsError, match="incomplete"):
+        records.append(path, make_record("b"))
+    assert path.read_bytes() == before
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({**make_record(), "schema": 99}) + "\n")
+    with pytest.raises(ResultsError, match="newer than this sparsebench"):
+        records.read(path)
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    for i in range(n):
+        rec = make_record(f"w{worker}-{i}")
+        rec["padding"] = "x" * 20000  # big lines make interleaving likely if locking were wrong
+        records.append(Path(path), rec)
+
+
+def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 40)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    got = records.read(path)
+    assert sorted(r["key"] for r in got) == sorted(f"w{w}-{i}" for w in range(4) for i in range(40))
+
+
+def test_claims_exclude_a_second_holder(tmp_path: Path) -> None:
+    store = records.ResultStore(tmp_path)
+    with store.claim("abc") as first:
+        assert first
+        other = records.ResultStore(tmp_path)
+        import fcntl, os  # a second open file description behaves like another process
+
+        fd = os.open(tmp_path / ".locks" / "abc.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+        assert other is not store
+    with store.claim("abc") as again:
+        assert again
+
+
+def test_sidecar_digest(tmp_path: Path) -> None:
+    ref = records.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
+    assert records.read_sidecar(tmp_path, ref) == {"q1": {"nDCG@10": 1.0}}
+    (tmp_path / ref["path"]).write_text('{"q1": {"nDCG@10": 0.0}}\n')
+    with pytest.raises(ResultsError, match="does not match"):
+        records.read_sidecar(tmp_path, ref)

@@ -7,7 +7,7 @@ offline surfaces while iterating, and that is where it is turned into an actiona
 ir_datasets has no offline switch. Its downloader (`ir_datasets.util.download.RequestsDownload`) reads
 three environment variables on every request: IR_DATASETS_DL_TRIES (default 3 attempts per source),
 IR_DATASETS_DL_TIMEOUT (default 15 s without data, also the connect timeout) and
-IR_DATASETS_DL_403_TRIES (default 10), and many files also fall back to mirror.ir-datasets.com.
+IR_DATASETS_DL_403_TRIES (default 10), and many files also fall back to a mirror.
 Where DNS fails (a machine with no network) that all fails within a second; where packets are
 silently dropped it can take 3 x 15 s per source. `offline=True` (or SPARSEBENCH_OFFLINE=1 /
 HF_HUB_OFFLINE=1) shrinks those knobs for the duration of the call so such machines fail in seconds.
@@ -71,7 +71,7 @@ def _lookup(dataset_id: str) -> Any:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise DatasetError(
             f"irds:{dataset_id}: unknown ir_datasets id.{hint} "
-            "The catalogue is at https://ir-datasets.com/."
+            "The ir_datasets documentation lists every id."
         ) from None
 
 
@@ -157,7 +157,7 @@ def _read_error(dataset_id: str, part: str, exc: BaseException) -> DatasetError:
         # LocalDownload sources: collections ir_datasets cannot fetch itself (licensed corpora).
         return DatasetError(
             f"irds:{dataset_id}: the {part} file is missing: {missing}. This collection has to be "
-            f"obtained manually and placed there; see https://ir-datasets.com/ for instructions "
+            f"obtained manually and placed there; see the ir_datasets documentation of this id for instructions "
             f"(ir_datasets cache: {cache}, set by IR_DATASETS_HOME)."
         )
     if _is_network_error(exc):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with CPU torch and the project installed.
+# Safe to run on every invocation; it only installs what is missing or out of date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+PIP=(env PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV with $("$PYTHON" --version)" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# Install the CPU build of torch before anything that depends on torch: with no torch present,
+# an unpinned requirement would pull a multi-GB CUDA build.
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing torch==2.13.0 (CPU)" >&2
+  "${PIP[@]}" "torch==2.13.0"
+fi
+
+stamp="$VENV/.sparsebench-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing sparsebench and its dependencies" >&2
+  "${PIP[@]}" -e ".[test]"
+  touch "$stamp"
+fi

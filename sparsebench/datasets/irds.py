@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsebench.datasets.types import Document, Query, RetrievalDataset
-from sparsebench.errors import DatasetError
+from sparsebench.errors import DatasetError, exception_chain, offline_requested
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ _OFFLINE_DOWNLOAD_ENV = {
     "IR_DATASETS_DL_TIMEOUT": "3",
     "IR_DATASETS_DL_403_TRIES": "1",
 }
-_TRUE_VALUES = {"1", "true", "yes", "on"}
 _PARTS = ("docs", "queries", "qrels")
 
 
@@ -50,7 +49,7 @@ def load_irds(dataset_id: str, *, offline: bool | None = None) -> RetrievalDatas
     dataset = _lookup(dataset_id)
     _require_parts(dataset_id, dataset)
     if offline is None:
-        offline = _offline_from_env()
+        offline = offline_requested()
     with _download_settings(offline):
         corpus = tuple(_read(dataset_id, "docs", dataset.docs_iter, _to_document))
         queries = tuple(_read(dataset_id, "queries", dataset.queries_iter, _to_query))
@@ -86,9 +85,6 @@ def _require_parts(dataset_id: str, dataset: Any) -> None:
         )
 
 
-def _offline_from_env() -> bool:
-    return any(os.environ.get(name, "").strip().lower() in _TRUE_VALUES
-               for name in ("SPARSEBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 @contextlib.contextmanager
@@ -179,23 +175,15 @@ def _cache_dir() -> Path:
     return Path(ir_datasets.util.home_path())
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
 
 def _find_in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
+    return next((e for e in exception_chain(exc) if isinstance(e, kind)), None)
 
 
 def _is_network_error(exc: BaseException) -> bool:
     import requests  # ir_datasets' own HTTP client
 
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, (requests.RequestException, ConnectionError, TimeoutError)):
             return True
         # Download with several mirrors: RuntimeError('All download sources failed', [(mirror, error), ...])
@@ -208,12 +196,12 @@ def _is_network_error(exc: BaseException) -> bool:
 
 def _root_message(exc: BaseException) -> str:
     """The innermost error, shortened: requests errors repeat the URL and pool details several times."""
-    root = list(_chain(exc))[-1]
+    root = list(exception_chain(exc))[-1]
     if isinstance(root, RuntimeError) and root.args[:1] == ("All download sources failed",):
         nested = [e for _, e in root.args[1]] if len(root.args) > 1 else []
         if nested and isinstance(nested[-1], BaseException):
             return _root_message(nested[-1])
     text = f"{type(root).__name__}: {root}"
     text = text if len(text) <= 200 else text[:197] + "..."
-    url = next((e.request.url for e in _chain(exc) if getattr(getattr(e, "request", None), "url", None)), None)
+    url = next((e.request.url for e in exception_chain(exc) if getattr(getattr(e, "request", None), "url", None)), None)
     return f"{text} for {url}" if url else text

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sparsebench.datasets.types import Document, Query, RetrievalDataset
-from sparsebench.errors import DatasetError
+from sparsebench.errors import DatasetError, exception_chain, offline_requested
 
 if TYPE_CHECKING:
     from mteb import AbsTask
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 ID_PREFIX = "mteb:"
 _PROBE_TIMEOUT_S = 2.0
-_TRUE_VALUES = {"1", "true", "yes", "on"}
 _MAX_LISTED = 10
 
 
@@ -170,7 +169,7 @@ def _resolve_offline(task: AbsTask, offline: bool | None) -> bool:
     import datasets.config
     import huggingface_hub.constants
 
-    if (os.environ.get("SPARSEBENCH_OFFLINE", "").strip().lower() in _TRUE_VALUES
+    if (offline_requested()
             or huggingface_hub.constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE):
         return True
     if os.path.isdir(str(task.metadata.dataset.get("path", ""))):
@@ -246,20 +245,12 @@ def _fetch_call(task: AbsTask, split: str, subset: str) -> str:
     return f"mteb.get_task({', '.join(args)}).load_data()"
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
 
 def _is_unreachable(exc: BaseException, offline: bool) -> bool:
     """Network failures, offline-mode refusals and (when offline) "not cached" errors."""
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)):
             return True  # includes OfflineModeIsEnabled and datasets' "Couldn't reach ... on the Hub"
         name, module = type(err).__name__, type(err).__module__

@@ -1,0 +1,73 @@
+"""Statistics over per-query values: bootstrap intervals and paired significance tests.
+
+Comparisons are always paired over the same queries (the same query ids in the same order),
+because per-query variance in IR dwarfs the differences between methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+def bootstrap_ci(
+    values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean (resampling queries with replacement)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    means = x[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    n: int
+    mean_delta: float  # mean of (new - base)
+    improved: int  # queries where new > base
+    degraded: int  # queries where new < base
+    t_stat: float | None
+    p_ttest: float
+    p_permutation: float
+
+
+def paired_test(new: Sequence[float], base: Sequence[float], n_permutations: int = 10000, seed: int = 0) -> PairedTest:
+    """Two-sided paired t-test and sign-flip permutation test on per-query differences."""
+    from scipy import stats as sps
+
+    a, b = np.asarray(new, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_test needs two equal-length non-empty vectors, got {a.shape} and {b.shape}")
+    d = a - b
+    improved, degraded = int((d > 0).sum()), int((d < 0).sum())
+    if not np.any(d != 0):
+        return PairedTest(a.size, 0.0, 0, 0, None, 1.0, 1.0)
+    if np.all(d == d[0]):
+        t_stat, p_t = None, 0.0  # a constant non-zero shift: no variance, the difference is certain
+    else:
+        res = sps.ttest_rel(a, b)
+        t_stat, p_t = float(res.statistic), float(res.pvalue)
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_permutations, d.size))
+    observed = abs(d.mean())
+    extreme = int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
+    p_perm = (extreme + 1) / (n_permutations + 1)  # the observed labelling counts as one permutation
+    return PairedTest(a.size, float(d.mean()), improved, degraded, t_stat, p_t, p_perm)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), input order kept."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

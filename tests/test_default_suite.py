@@ -1,0 +1,26 @@
+"""The README's main job, end to end on the embedded data (slow: MiniLM encodes 3,127 passages)."""
+
+import pytest
+
+from sparsebench.cli import main
+from sparsebench.suites.spec import load_suite
+
+from .conftest import records_in
+
+
+@pytest.mark.slow
+def test_default_retrieval_suite(results_dir, capsys) -> None:
+    assert main(["run", "--suite", "retrieval", "--results", str(results_dir), "--no-progress"]) == 0
+    recs = {r["method"]: r for r in records_in(results_dir / "retrieval.jsonl")}
+    suite = load_suite("retrieval")
+    assert {g.method for g in suite.methods} <= {r["method_name"] for r in recs.values()}
+    assert all(r["status"] == "ok" and r["dataset"]["counts"]["queries"] == 474 for r in recs.values())
+    bm25, minilm = recs["bm25"], recs["minilm"]
+    # Measured ordering on this collection (see offline-assets.md): dense beats BM25 clearly.
+    assert minilm["metrics"]["nDCG@10"]["value"] > bm25["metrics"]["nDCG@10"]["value"] + 0.1
+    for rec in (bm25, minilm):
+        assert rec["costs"]["latency_p99_ms"]["value"] is not None  # 2 x 474 samples >= 650
+        assert rec["costs"]["index_bytes"]["value"] > 0
+    capsys.readouterr()
+    assert main(["run", "--suite", "retrieval", "--results", str(results_dir), "--no-progress"]) == 0
+    assert len(records_in(results_dir / "retrieval.jsonl")) == len(recs)  # all keys done already

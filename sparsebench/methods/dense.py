@@ -18,6 +18,7 @@ import numpy as np
 
 from ..cache import content_key
 from ..datasets.types import Document
+from ..kernels.topk import topk_torch
 from ..models import model_fingerprint, offline_model_error, resolve_model
 from ..registry import CostModel, MethodInfo, register
 from .base import Hit, IndexReport, RetrievalMethod, Retriever, RunContext
@@ -82,9 +83,7 @@ class ExactDenseRetriever(Retriever):
         import torch
 
         q = torch.from_numpy(self._encoder.encode(queries, "query", self._ctx.batch_size, False))
-        k = min(k, len(self._doc_ids))
-        with torch.inference_mode():
-            scores, idx = torch.topk(q @ self._matrix.T, k, dim=1)
+        scores, idx = topk_torch(q, self._matrix, k)
         ids = self._doc_ids
         return [[(ids[i], s) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx.tolist(), scores.tolist())]
 

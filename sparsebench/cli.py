@@ -20,6 +20,10 @@ examples:
   bench run --suite retrieval --dataset mteb:SciFact
   bench list                                          methods, suites and datasets
   bench profile                                       which declared hardware profile this machine is
+  bench report                                        static HTML leaderboard from results/ into reports/
+  bench compare "bm25(k1=0.9)" --baselines bm25,minilm --fail-if-worse
+  bench validate results/retrieval.jsonl              check records a pull request brings (runs nothing)
+  bench export --format csv --out results.csv
 """
 
 
@@ -72,15 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profile", help="show the detected machine and which declared profile it matches")
     prof.add_argument("--profile", help="check against this profile id")
 
-    sub.add_parser("report", help="render the HTML leaderboard (not yet: issue #3)")
+    for module in _command_modules().values():
+        module.add_parser(sub)
     return p
+
+
+def _command_modules() -> dict:
+    """Commands that live in their own modules: each has add_parser(sub) and run(args)."""
+    from . import compare, export, validate
+    from .report import command as report
+
+    return {"compare": compare, "validate": validate, "export": export, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "report": cmd_report}[args.command](args)
+        handlers = {"run": cmd_run, "list": cmd_list, "profile": cmd_profile}
+        handlers.update({name: module.run for name, module in _command_modules().items()})
+        return handlers[args.command](args)
     except BenchError as e:
         log.error("%s", e)
         return 2
@@ -93,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .cache import default_cache_dir
     from .hardware import choose_profile
     from .records import read
+    from .methodid import split_method_ids
     from .registry import parse_override
     from .runner import RunOptions, run_suite
     from .table import results_table
@@ -100,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = choose_profile(args.profile, args.profile_mismatch == "allow")
     if not profile.matched:
         log.warning("running under profile %s although: %s", profile.profile.id, "; ".join(profile.problems))
-    methods = [m.strip() for arg in (args.method or []) for m in _split_ids(arg)] or None
+    methods = [m.strip() for arg in (args.method or []) for m in split_method_ids(arg)] or None
     opts = RunOptions(
         results_dir=args.results,
         cache_dir=args.cache_dir or default_cache_dir(),
@@ -118,20 +134,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics)}\n")
     log.info("%d ran, %d already done, %d busy elsewhere, %d failed", summary.ran, summary.skipped, summary.busy, summary.failed)
     return 1 if summary.failed else 0
-
-
-def _split_ids(arg: str) -> list[str]:
-    """Split on commas outside parentheses: `bm25(k1=0.9,b=0.4),minilm` is two ids."""
-    out, depth, cur = [], 0, ""
-    for c in arg:
-        depth += c == "("
-        depth -= c == ")"
-        if c == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += c
-    return [x for x in [*out, cur] if x.strip()]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -178,10 +180,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
             status = 1
     sys.stdout.write("\n".join(lines) + "\n")
     return status
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    raise BenchError("bench report is not built yet (issue #3); records are in results/*.jsonl")
 
 
 if __name__ == "__main__":

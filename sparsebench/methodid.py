@@ -125,3 +125,20 @@ def format_method_id(name: str, params: tuple[tuple[str, Scalar], ...]) -> str:
     if not params:
         return name
     return f"{name}(" + ",".join(f"{k}={format_scalar(v)}" for k, v in params) + ")"
+
+
+def split_method_ids(arg: str) -> list[str]:
+    """Split on commas outside parentheses and quotes: `bm25(k1=0.9,b=0.4),minilm` is two ids."""
+    out, depth, quoted, cur = [], 0, False, ""
+    for c in arg:
+        if c == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += c == "("
+            depth -= c == ")"
+        if c == "," and depth == 0 and not quoted:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += c
+    return [x.strip() for x in [*out, cur] if x.strip()]

@@ -46,3 +46,11 @@ def test_scalars() -> None:
     with pytest.raises(MethodIdError):
         parse_scalar("a=b")
     assert parse_method_id(format_method_id("x", (("s", "a,b"), ("f", 1e-5)))).params == (("s", "a,b"), ("f", 1e-5))
+
+
+def test_split_method_ids_respects_parentheses_and_quotes() -> None:
+    from sparsebench.methodid import split_method_ids
+
+    assert split_method_ids("bm25(k1=0.9,b=0.4), minilm") == ["bm25(k1=0.9,b=0.4)", "minilm"]
+    assert split_method_ids('minilm(model="a,(b"),bm25') == ['minilm(model="a,(b")', "bm25"]
+    assert split_method_ids(" , bm25,") == ["bm25"]

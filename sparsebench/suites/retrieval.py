@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..methods.base import Hit, RetrievalMethod, RunContext
 from ..timing import min_samples, quantile_ms, time_each
 from ..typedload import from_data
-from .tasks import Axis, Task, TaskResult
+from .axes import TASK_COST_AXES
+from .tasks import Task, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,7 @@ class RetrievalSettings:
 
 class RetrievalTask(Task):
     name = "retrieval"
-    cost_axes = {
-        "model_load_s": Axis("s", "lower", "loading models and tokenizers"),
-        "index_build_s": Axis("s", "lower", "encoding and indexing the whole corpus"),
-        "encode_throughput": Axis("docs/s", "higher", "documents indexed per second"),
-        "index_bytes": Axis("B", "lower", "size of the serialized index on disk"),
-        "latency_p50_ms": Axis("ms", "lower", "single-query latency (encode + search), median"),
-        "latency_p95_ms": Axis("ms", "lower", "single-query latency, 95th percentile"),
-        "latency_p99_ms": Axis("ms", "lower", "single-query latency, 99th percentile"),
-        "batch_throughput": Axis("queries/s", "higher", "all queries in batches of batch_size"),
-        "peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the worker process"),
-    }
+    cost_axes = TASK_COST_AXES["retrieval"]
 
     def check_metrics(self, metrics: tuple[str, ...], file: str) -> None:
         import ir_measures

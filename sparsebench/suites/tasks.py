@@ -7,13 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Axis:
-    unit: str
-    direction: str  # "lower" or "higher" is better
-    description: str
+from .axes import Axis
 
 
 @dataclass

@@ -1,0 +1,437 @@
+"""The report's view model, built from records by pure functions.
+
+Records are grouped by (suite@version, dataset id + checksum, profile id): only records in one
+group are ranked together. Within a group each result key shows its latest `ok` record.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import pareto
+from ..stats import bootstrap_ci
+from . import axes, fmt
+from .details import Detail, record_detail
+from .load import Loaded, load_results, sidecar_values
+from .plot import Plot, scatter
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    baseline: str | None = None  # default: bm25 where a group has it
+    budgets: tuple[tuple[str, float], ...] = ()  # (axis, value) from --budget
+    title: str = "sparsebench leaderboard"
+    generated_at: str | None = None  # shown only when given: the page is otherwise deterministic
+    confidence: float = 0.95
+    resamples: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class Cell:
+    """One number on the page, linked to the record it came from."""
+
+    text: str
+    value: float | None
+    anchor: str
+    note: str = ""
+    unit: str = ""  # shown next to the number only when it differs from its column's unit
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    unit: str
+    kind: str  # "metric", "cost" or "proxy"
+    direction: str
+    description: str = ""
+
+
+@dataclass
+class Row:
+    anchor: str
+    method: str
+    family: str
+    runs: int
+    label_suffix: str  # disambiguates two keys with the same method id (different settings)
+    profile_matched: bool
+    main: Cell
+    n_queries: int | None
+    ci_lo: float | None
+    ci_hi: float | None
+    ci_note: str
+    metrics: list[Cell]
+    costs: list[Cell]
+    record: dict = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.method + self.label_suffix
+
+
+@dataclass
+class FrontierEntry:
+    row: Row
+    cost: Cell
+    main: Cell
+    on_frontier: bool
+
+
+@dataclass
+class FrontierView:
+    axis: Column
+    entries: list[FrontierEntry]
+    plot: Plot | None
+    notes: list[str]
+
+
+@dataclass
+class BudgetLine:
+    axis: Column
+    budget: float
+    budget_text: str
+    source: str
+    source_anchor: str  # the baseline record a budget came from; empty for --budget and medians
+    best: Row | None
+    main: Cell | None
+    cost: Cell | None
+
+
+@dataclass
+class BaselineView:
+    method: str
+    anchor: str
+    rows: list[tuple[Row, Cell, list[Cell]]]  # row, main-metric delta, cost ratios (cost_cols order)
+
+
+@dataclass
+class Failure:
+    anchor: str
+    method: str
+    status: str
+    error: str
+    finished_at: str
+    run_id: str
+    later_ok: bool
+
+
+@dataclass
+class Group:
+    index: int
+    suite: str
+    task: str
+    dataset_id: str
+    checksum: str
+    profile_id: str
+    fingerprints: list[str]
+    main_metric: str
+    metric_cols: list[Column]
+    cost_cols: list[Column]
+    rows: list[Row]
+    frontiers: list[FrontierView]
+    budgets: list[BudgetLine]
+    baseline: BaselineView | None
+    baseline_note: str
+    failures: list[Failure]
+    details: list[Detail]
+    notes: list[str]
+
+    @property
+    def anchor(self) -> str:
+        return f"group-{self.index}"
+
+
+@dataclass
+class Report:
+    title: str
+    generated_at: str | None
+    files: list[str]
+    n_records: int
+    groups: list[Group]
+    separation: str  # why groups are shown apart; empty with a single group
+    confidence: float
+    resamples: int
+
+
+def build_report(results_dir: Path, options: ReportOptions | None = None) -> Report:
+    options = options or ReportOptions()
+    loaded = load_results(results_dir)
+    anchors = _Anchors()
+    keyed: dict[tuple[str, str, str, str], list[dict]] = {}
+    for rec in loaded.records:
+        keyed.setdefault(group_key(rec), []).append(rec)
+    groups = [
+        _group(i, gk, recs, loaded, options, anchors)
+        for i, (gk, recs) in enumerate(sorted(keyed.items(), key=lambda kv: _group_sort(kv[0])), 1)
+    ]
+    return Report(
+        title=options.title,
+        generated_at=options.generated_at,
+        files=loaded.files,
+        n_records=len(loaded.records),
+        groups=groups,
+        separation=separation_reason([g for g, _ in keyed.items()]),
+        confidence=options.confidence,
+        resamples=options.resamples,
+    )
+
+
+def check_options(report: Report, options: ReportOptions) -> None:
+    """A baseline or budget axis that appears in no group is a user error (a typo, usually)."""
+    from ..errors import BenchError
+
+    if options.baseline and not any(g.baseline for g in report.groups):
+        methods = sorted({r.method for g in report.groups for r in g.rows})
+        raise BenchError(f"--baseline {options.baseline}: no ok record of that method id in the results "
+                         f"(methods: {', '.join(methods[:12])}{', ...' if len(methods) > 12 else ''})")
+    axes_seen = {c.name for g in report.groups for c in g.cost_cols}
+    for axis, _ in options.budgets:
+        if axis not in axes_seen:
+            raise BenchError(f"--budget {axis}=...: no record has a cost axis named {axis!r} (axes: {', '.join(sorted(axes_seen))})")
+
+
+def group_key(rec: dict) -> tuple[str, str, str, str]:
+    ds = rec["dataset"]
+    return (rec["suite"], str(ds.get("id", "")), str(ds.get("checksum", "") or ""), str(rec["profile"].get("id", "")))
+
+
+def _group_sort(gk: tuple[str, str, str, str]) -> tuple:
+    name, _, version = gk[0].partition("@")
+    return (name, int(version) if version.isdigit() else 0, version, gk[1], gk[2], gk[3])
+
+
+def separation_reason(keys: list[tuple[str, str, str, str]]) -> str:
+    if len(keys) < 2:
+        return ""
+    parts = []
+    if len({k[0].partition("@")[0] for k in keys}) > 1:
+        parts.append("suite")
+    names = Counter(k[0].partition("@")[0] for k in keys)
+    if len({k[0] for k in keys}) > len(names):
+        parts.append("suite version")
+    if len({(k[1], k[2]) for k in keys}) > 1:
+        parts.append("dataset")
+    if len({k[3] for k in keys}) > 1:
+        parts.append("profile")
+    why = ["results of different suite versions are never ranked together"] if "suite version" in parts else []
+    if "profile" in parts:
+        why.append("costs are only comparable within a profile")
+    if "dataset" in parts:
+        why.append("quality on different data is not comparable")
+    return f"{len(keys)} groups shown separately: different {' / '.join(parts)}" + (f"; {', '.join(why)}." if why else ".")
+
+
+class _Anchors:
+    """Anchor ids: `rec-` and hex only (the record key, or a digest of it), unique on the page."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def take(self, base: str) -> str:
+        anchor, n = base, 1
+        while anchor in self.used:
+            n += 1
+            anchor = f"{base}-{n}"
+        self.used.add(anchor)
+        return anchor
+
+
+def _latest_first(rec: dict, loaded: Loaded) -> tuple:
+    return (str(rec.get("finished_at")), str(rec.get("started_at")), loaded.order[id(rec)])
+
+
+def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: Loaded, options: ReportOptions, anchors: _Anchors) -> Group:
+    suite, dataset_id, checksum, profile_id = gk
+    by_key: dict[str, list[dict]] = {}
+    for rec in recs:
+        by_key.setdefault(rec["key"], []).append(rec)
+    latest_ok = {}
+    for key, rs in by_key.items():
+        oks = [r for r in rs if r["status"] == "ok"]
+        if oks:
+            latest_ok[key] = max(oks, key=lambda r: _latest_first(r, loaded))
+    shown = sorted(latest_ok.values(), key=lambda r: (r["method"], r["key"]))
+    task = Counter(r["task"] for r in recs).most_common(1)[0][0]
+    main_metric = Counter(r["main_metric"] for r in shown).most_common(1)[0][0] if shown else ""
+    notes = []
+    if len({r["main_metric"] for r in shown}) > 1:
+        notes.append(f"records disagree on the main metric; {main_metric} is used for ranking")
+
+    metric_cols = _metric_columns(shown, main_metric)
+    cost_cols = _cost_columns(shown, task)
+    method_counts = Counter(r["method"] for r in shown)
+    rows = []
+    for rec in shown:
+        anchor = anchors.take("rec-" + fmt.anchor_part(rec["key"]))
+        rows.append(_row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded.root, options))
+    rows.sort(key=lambda r: (-(r.main.value if r.main.value is not None else float("-inf")), r.label, r.anchor))
+
+    base_id = options.baseline or ("bm25" if any(r.method == "bm25" for r in rows) else None)
+    base_row = _pick_baseline(rows, base_id)
+    baseline_note = ""
+    if options.baseline and base_row is None:
+        baseline_note = f"baseline {options.baseline} has no ok record in this group"
+    main_dir = metric_cols[0].direction if metric_cols else "higher"
+    frontiers = [_frontier(col, i, rows, main_metric, main_dir) for i, col in enumerate(cost_cols)]
+    budgets = [line for col in cost_cols for line in _budgets(col, cost_cols.index(col), rows, base_row, options)]
+    baseline = _baseline(base_row, rows, cost_cols) if base_row else None
+
+    failures, details = [], [record_detail(r.anchor, r.record, r.runs) for r in rows]
+    for rec in sorted((r for r in recs if r["status"] != "ok"), key=lambda r: (*_latest_first(r, loaded), r["method"])):
+        anchor = anchors.take("rec-" + fmt.anchor_part(rec["key"]) + "-" + fmt.anchor_part(f"{rec['run_id']}|{rec['started_at']}")[:8])
+        later_ok = rec["key"] in latest_ok and _latest_first(latest_ok[rec["key"]], loaded) > _latest_first(rec, loaded)
+        failures.append(Failure(anchor, rec["method"], rec["status"], str(rec.get("error")), rec["finished_at"], rec["run_id"], later_ok))
+        details.append(record_detail(anchor, rec, len(by_key[rec["key"]])))
+    fingerprints = sorted({str(r["profile"].get("fingerprint")) for r in recs})
+    unmatched = sum(1 for r in rows if not r.profile_matched)
+    if unmatched:
+        notes.append(f"{unmatched} shown record(s) ran on a machine that did not match profile {profile_id}")
+    return Group(index, suite, task, dataset_id, checksum, profile_id, fingerprints, main_metric, metric_cols, cost_cols,
+                 rows, frontiers, budgets, baseline, baseline_note, failures, details, notes)
+
+
+def _metric_columns(shown: list[dict], main_metric: str) -> list[Column]:
+    names = {n for r in shown for n in r["metrics"]}
+    ordered = ([main_metric] if main_metric in names else []) + sorted(names - {main_metric})
+    cols = []
+    for name in ordered:
+        units = Counter(str(r["metrics"][name].get("unit", "")) for r in shown if name in r["metrics"])
+        dirs = Counter(str(r["metrics"][name].get("direction", "higher")) for r in shown if name in r["metrics"])
+        direction = dirs.most_common(1)[0][0]
+        cols.append(Column(name, _common(units), "metric", direction if direction in ("higher", "lower") else "higher"))
+    return cols
+
+
+def _cost_columns(shown: list[dict], task: str) -> list[Column]:
+    names = {n for r in shown for n in r["costs"]}
+    proxies = {n for r in shown for n, q in r["costs"].items() if q.get("proxy") is True}
+    cols = []
+    for name in axes.order(task, names, proxies):
+        units = Counter(str(r["costs"][name].get("unit", "")) for r in shown if name in r["costs"])
+        cols.append(Column(name, _common(units), "proxy" if name in proxies else "cost", axes.direction(task, name), axes.description(task, name)))
+    return cols
+
+
+def _common(units: Counter) -> str:
+    """The most frequent unit (ties broken alphabetically), shown in the column header."""
+    return min(units.items(), key=lambda kv: (-kv[1], kv[0]))[0] if units else ""
+
+
+def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric: str, metric_cols: list[Column],
+         cost_cols: list[Column], root: Path, options: ReportOptions) -> Row:
+    metrics = [_quantity_cell(rec["metrics"].get(c.name), c, anchor, fmt.metric) for c in metric_cols]
+    costs = [_quantity_cell(rec["costs"].get(c.name), c, anchor, fmt.number) for c in cost_cols]
+    main = metrics[0] if metric_cols and metric_cols[0].name == main_metric else Cell(fmt.DASH, None, anchor, "no main metric")
+    ci_lo = ci_hi = None
+    values, ci_note = sidecar_values(root, rec, main_metric)
+    if values is not None:
+        ci_lo, ci_hi = bootstrap_ci(values, options.confidence, options.resamples, options.seed)
+        ci_note = f"{options.confidence:.0%} percentile bootstrap over {len(values)} queries, {options.resamples} resamples, seed {options.seed}"
+    suffix = f" [{fmt.anchor_part(rec['key'])[:8]}]" if method_counts[rec["method"]] > 1 else ""
+    matched = rec["profile"].get("matched", True) is not False
+    n = rec["metrics"].get(main_metric, {}).get("n") if isinstance(rec["metrics"].get(main_metric), dict) else None
+    n_queries = n if isinstance(n, int) and not isinstance(n, bool) else None
+    return Row(anchor, rec["method"], str(rec["family"]), runs, suffix, matched, main, n_queries, ci_lo, ci_hi, ci_note, metrics, costs, rec)
+
+
+def _quantity_cell(q: Any, col: Column, anchor: str, formatter) -> Cell:
+    if not isinstance(q, dict):
+        return Cell(fmt.DASH, None, anchor, "not measured for this method")
+    value = fmt.as_float(q.get("value"))
+    note = str(q.get("note") or "")
+    if value is None and not note:
+        note = "no value recorded" if q.get("value") is None else "recorded value is not a finite number"
+    unit = str(q.get("unit", ""))
+    n = q.get("n")
+    extra = f"n={n}" if n is not None else ""
+    title = "; ".join(x for x in (note, extra) if x)
+    return Cell(formatter(value), value, anchor, title, unit if unit != col.unit else "")
+
+
+def _comparable(row: Row, i: int) -> float | None:
+    """A cost usable against others in its column: measured, and in the column's unit."""
+    cell = row.costs[i]
+    return cell.value if not cell.unit else None
+
+
+def _frontier(col: Column, i: int, rows: list[Row], main_metric: str, main_dir: str) -> FrontierView:
+    objectives = [(lambda r: r.main.value, main_dir), (lambda r: _comparable(r, i), col.direction)]
+    on = {id(r) for r in pareto.frontier(rows, objectives)}
+    sign = 1 if col.direction == "lower" else -1
+
+    def order(r: Row) -> tuple:
+        v = _comparable(r, i)
+        return (v is None, sign * v if v is not None else 0.0, -(r.main.value or 0.0), r.label)
+
+    entries = [FrontierEntry(r, r.costs[i], r.main, id(r) in on) for r in sorted(rows, key=order)]
+    notes = []
+    left_out = [e.row.label for e in entries if _comparable(e.row, i) is None or e.row.main.value is None]
+    if left_out:
+        notes.append(f"left out (no value, or a unit other than {col.unit or 'the column unit'}): {', '.join(left_out)}")
+    points = [(e.row, _comparable(e.row, i), e.row.main.value, e.on_frontier) for e in entries]
+    plot = scatter(
+        [(r.label, r.anchor, x, y, on_f) for r, x, y, on_f in points if x is not None and y is not None],
+        x_label=f"{col.name} ({col.unit})" if col.unit else col.name,
+        y_label=main_metric,
+        x_direction=col.direction,
+    )
+    return FrontierView(col, entries, plot, notes)
+
+
+def _budgets(col: Column, i: int, rows: list[Row], base: Row | None, options: ReportOptions) -> list[BudgetLine]:
+    values = [v for r in rows if (v := _comparable(r, i)) is not None]
+    if not values:
+        return []
+    budgets: list[tuple[float, str, str]] = []
+    if base is not None and (v := _comparable(base, i)) is not None:
+        budgets.append((v, f"baseline {base.label}", base.anchor))
+    budgets += [(v, "--budget", "") for axis, v in options.budgets if axis == col.name]
+    if not budgets:
+        budgets.append((statistics.median(values), "median of this group", ""))
+    lines, seen = [], set()
+    for budget, source, source_anchor in budgets:
+        if budget in seen:
+            continue
+        seen.add(budget)
+        within = [r for r in rows if (v := _comparable(r, i)) is not None and r.main.value is not None
+                  and (v <= budget if col.direction == "lower" else v >= budget)]
+        sign = 1 if col.direction == "lower" else -1
+        best = min(within, key=lambda r: (-r.main.value, sign * _comparable(r, i), r.label), default=None)  # type: ignore[operator]
+        text = ("\u2264 " if col.direction == "lower" else "\u2265 ") + fmt.number(budget) + (f" {col.unit}" if col.unit else "")
+        lines.append(BudgetLine(col, budget, text, source, source_anchor, best,
+                                best.main if best else None, best.costs[i] if best else None))
+    return lines
+
+
+def _pick_baseline(rows: list[Row], method: str | None) -> Row | None:
+    if method is None:
+        return None
+    cands = [r for r in rows if r.method == method]
+    return max(cands, key=lambda r: (str(r.record["finished_at"]), r.anchor), default=None)
+
+
+def _baseline(base: Row, rows: list[Row], cost_cols: list[Column]) -> BaselineView:
+    out = []
+    for r in rows:
+        d = r.main.value - base.main.value if r.main.value is not None and base.main.value is not None else None
+        delta = Cell(fmt.delta(d), d, r.anchor, "", "", _better(d, "higher"))
+        ratios = []
+        for i, col in enumerate(cost_cols):
+            a, b = _comparable(r, i), _comparable(base, i)
+            ratio = a / b if a is not None and b not in (None, 0.0) else None
+            note = "" if ratio is not None else "no ratio: a value is missing, zero, or in another unit"
+            ratios.append(Cell(fmt.ratio(ratio), ratio, r.anchor, note, "",
+                               _better(None if ratio is None else ratio - 1.0, col.direction)))
+        out.append((r, delta, ratios))
+    return BaselineView(base.label, base.anchor, out)
+
+
+def _better(diff: float | None, direction: str) -> str:
+    if diff is None or abs(diff) < 1e-12:
+        return ""
+    return "better" if (diff > 0) == (direction == "higher") else "worse"

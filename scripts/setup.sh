@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 PIP=(env PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet)
+stamp="$VENV/.sparsebench-installed"
+
+# Already set up and pyproject.toml unchanged since: nothing to do (keeps warm runs instant).
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ]; then
+  exit 0
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV with $("$PYTHON" --version)" >&2
@@ -20,9 +26,6 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${PIP[@]}" "torch==2.13.0"
 fi
 
-stamp="$VENV/.sparsebench-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing sparsebench and its dependencies" >&2
-  "${PIP[@]}" -e ".[test]"
-  touch "$stamp"
-fi
+echo "setup: installing sparsebench and its dependencies" >&2
+"${PIP[@]}" -e ".[test]"
+touch "$stamp"

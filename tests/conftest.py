@@ -78,3 +78,7 @@ def records_in(path: Path) -> list[dict]:
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Real records from one `make bench` on a fresh clone (profile cpu-2core, clean checkout):
+# the read-only sample that reporter, compare, validate and export tests copy and work on.
+SAMPLE_RESULTS = REPO / "tests" / "data" / "results"

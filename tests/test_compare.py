@@ -20,7 +20,7 @@ from sparsebench import compare, records
 from sparsebench.errors import BenchError
 from sparsebench.stats import holm
 
-from .conftest import REPO, records_in
+from .conftest import SAMPLE_RESULTS, records_in
 
 # Keys carry the profile id: pin the sample's profile so they match on any machine.
 PROFILE = ("--profile", "cpu-2core", "--profile-mismatch", "allow")
@@ -140,7 +140,7 @@ def test_timing_repeats_are_measured_and_the_latency_gate_uses_their_spread(tiny
 def faq_results(tmp_path_factory) -> Path:
     """The sample records plus the two BM25 variants the tied case needs, measured once."""
     root = tmp_path_factory.mktemp("faq") / "results"
-    shutil.copytree(REPO / "results", root)
+    shutil.copytree(SAMPLE_RESULTS, root)
     return root
 
 

@@ -13,7 +13,7 @@ import pytest
 from sparsebench import export
 from sparsebench.errors import BenchError
 
-from .conftest import REPO, records_in
+from .conftest import SAMPLE_RESULTS, records_in
 
 
 def bench_export(*argv: str) -> int:
@@ -29,7 +29,7 @@ def bench_export(*argv: str) -> int:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    shutil.copytree(REPO / "results", root)
+    shutil.copytree(SAMPLE_RESULTS, root)
     return root
 
 

@@ -27,7 +27,7 @@ from sparsebench.report import (
     write_report,
 )
 
-from .conftest import REPO
+from .conftest import SAMPLE_RESULTS
 
 EVIL_METHOD = 'bm25(x="</script><script>alert(1)</script>")'
 EVIL_ERROR = 'boom <img src=x onerror=alert(2)> "</td></tr></table><script>alert(1)</script>'
@@ -432,7 +432,7 @@ def test_tampered_sidecar_is_an_error(fixture: Fixture, tmp_path: Path) -> None:
 
 def test_renders_the_real_sample_results(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    shutil.copytree(REPO / "results", results, ignore=shutil.ignore_patterns(".locks"))
+    shutil.copytree(SAMPLE_RESULTS, results, ignore=shutil.ignore_patterns(".locks"))
     path = write_report(results, tmp_path / "reports")
     html = path.read_text()
     dom = parse(html)

@@ -14,7 +14,7 @@ import pytest
 from sparsebench import validate
 from sparsebench.errors import BenchError
 
-from .conftest import REPO
+from .conftest import SAMPLE_RESULTS
 
 
 def bench_validate(*paths: Path) -> int:
@@ -34,7 +34,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    shutil.copytree(REPO / "results", root)
+    shutil.copytree(SAMPLE_RESULTS, root)
     return root
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from sparsebench import cli, compare, export, validate
 
-from .conftest import REPO
+from .conftest import REPO, SAMPLE_RESULTS
 
 WORKFLOW = REPO / ".github" / "workflows" / "leaderboard.yml"
 # Shell keywords and builtins the steps may use around our commands.
@@ -117,7 +117,7 @@ def test_the_pull_request_step_validates_only_the_changed_files(tmp_path) -> Non
     (work / ".venv" / "bin").mkdir(parents=True)
     (work / ".venv" / "bin" / "bench").symlink_to(Path(sys.executable).parent / "bench")
     pr = work / "pr"
-    shutil.copytree(REPO / "results", pr / "results")
+    shutil.copytree(SAMPLE_RESULTS, pr / "results")
     _git(pr, "init", "-q")
     _git(pr, "add", ".")
     _git(pr, "commit", "-qm", "base")

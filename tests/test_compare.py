@@ -8,7 +8,6 @@ because real timings are noise, and unit tests never assert timings.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import uuid
@@ -20,6 +19,8 @@ from sparsebench import compare, records
 from sparsebench.errors import BenchError
 from sparsebench.stats import holm
 
+from sparsebench.cli import main
+
 from .conftest import SAMPLE_RESULTS, records_in
 
 # Keys carry the profile id: pin the sample's profile so they match on any machine.
@@ -27,13 +28,8 @@ PROFILE = ("--profile", "cpu-2core", "--profile-mismatch", "allow")
 
 
 def bench_compare(*argv: str) -> int:
-    """What `bench compare` does once cli.py routes to this module (BenchError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="bench")
-    compare.add_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        return compare.run(parser.parse_args(["compare", *argv]))
-    except BenchError:
-        return 2
+    """`bench compare ...` through the real entry point (BenchError -> exit 2)."""
+    return main(["compare", *argv])
 
 
 # --- pure logic -------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -10,20 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsebench import export
-from sparsebench.errors import BenchError
+
+from sparsebench.cli import main
 
 from .conftest import SAMPLE_RESULTS, records_in
 
 
 def bench_export(*argv: str) -> int:
-    """What `bench export` does once cli.py routes to this module (BenchError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="bench")
-    export.add_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        return export.run(parser.parse_args(["export", *argv]))
-    except BenchError:
-        return 2
+    """`bench export ...` through the real entry point (BenchError -> exit 2)."""
+    return main(["export", *argv])
 
 
 @pytest.fixture

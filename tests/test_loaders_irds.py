@@ -17,7 +17,7 @@ import pytest
 from sparsebench.datasets.irds import load_irds
 from sparsebench.errors import DatasetError
 
-ir_datasets = pytest.importorskip("ir_datasets")
+import ir_datasets  # noqa: E402  (a hard dependency: a missing install must fail, not skip)
 from ir_datasets.datasets.base import Dataset  # noqa: E402
 from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries  # noqa: E402
 from ir_datasets.util import Download, LocalDownload, RequestsDownload  # noqa: E402

@@ -18,7 +18,7 @@ import pytest
 from sparsebench.datasets.mteb_loader import load_mteb, load_mteb_task
 from sparsebench.errors import DatasetError
 
-mteb = pytest.importorskip("mteb")
+import mteb  # noqa: E402  (a hard dependency: a missing install must fail, not skip)
 import datasets.config  # noqa: E402
 import huggingface_hub.constants  # noqa: E402
 from mteb.abstasks.retrieval import AbsTaskRetrieval  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, SAMPLE_RESULTS
 
 SCRIPT = REPO / "scripts" / "screenshot_report.py"
 
@@ -24,7 +24,7 @@ def test_screenshot_of_the_sample_report(tmp_path: Path) -> None:
     if _chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
     results = tmp_path / "results"
-    shutil.copytree(REPO / "results", results, ignore=shutil.ignore_patterns(".locks"))
+    shutil.copytree(SAMPLE_RESULTS, results, ignore=shutil.ignore_patterns(".locks"))
     png = tmp_path / "report.png"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--results", str(results), "--out", str(tmp_path / "reports"), "--png", str(png)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -11,20 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sparsebench import validate
-from sparsebench.errors import BenchError
+
+from sparsebench.cli import main
 
 from .conftest import SAMPLE_RESULTS
 
 
 def bench_validate(*paths: Path) -> int:
-    """What `bench validate` does once cli.py routes to this module (BenchError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="bench")
-    validate.add_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        return validate.run(parser.parse_args(["validate", *map(str, paths)]))
-    except BenchError:
-        return 2
+    """`bench validate ...` through the real entry point (BenchError -> exit 2)."""
+    return main(["validate", *map(str, paths)])
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -27,6 +27,26 @@ examples:
 """
 
 
+RUN_EPILOG = """\
+Bad input is refused (exit 2) before anything is measured or recorded: unknown or out-of-range
+method parameters, NaN/inf values, unknown --set keys, duplicate YAML keys, non-UTF-8 files and an
+empty --method list before any data is loaded; an empty corpus or no positive judgment after.
+
+A key that another run is measuring is taken up again at the end: the run waits for the other
+run's claim, then uses its record, or measures the key itself if that run died or failed.
+Records measured while other sparsebench runs were measuring on this machine are marked
+(`contention`), and bench validate, compare and report say so.
+
+exit codes: 0 every spec ok; 1 some spec failed (recorded); 2 bad input (one line naming it)
+
+environment:
+  SPARSEBENCH_CACHE          encoding cache (default ~/.cache/sparsebench)
+  SPARSEBENCH_PROFILE_DIR    extra hardware profiles (*.yaml) besides the built-in ones
+  SPARSEBENCH_MEASURING_DIR  where measuring runs register (default: the system temp dir)
+  SPARSEBENCH_OFFLINE=1      never touch the network (HF_HUB_OFFLINE=1 does the same)
+"""
+
+
 def configure_logging(verbose: bool) -> None:
     """Add one stderr handler (once) and set levels; other handlers (pytest's, an embedding
     application's) are left in place."""
@@ -54,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a suite; skips every spec that already has an ok record")
+    run = sub.add_parser(
+        "run",
+        help="run a suite; skips every spec that already has an ok record",
+        description="Measure every spec of a suite that has no ok record yet, one worker process per spec.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--suite", required=True, help="suite name (bench list) or path to a suite .yaml")
     run.add_argument("--dataset", help="declared dataset name, or beir:PATH[#SPLIT], irds:ID, mteb:TASK[#SPLIT] (default: the suite's)")
     run.add_argument("--method", action="append", metavar="ID", help="method id(s) to run instead of the suite's grid; repeat or comma-separate")
@@ -116,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = choose_profile(args.profile, args.profile_mismatch == "allow")
     if not profile.matched:
         log.warning("running under profile %s although: %s", profile.profile.id, "; ".join(profile.problems))
-    methods = [m.strip() for arg in (args.method or []) for m in split_method_ids(arg)] or None
+    # None runs the suite's grid; an explicit but empty list (--method ",") is refused by the planner.
+    methods = None if args.method is None else [m.strip() for arg in args.method for m in split_method_ids(arg)]
     opts = RunOptions(
         results_dir=args.results,
         cache_dir=args.cache_dir or default_cache_dir(),
@@ -132,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         latest[rec["key"]] = rec
     shown = [latest[s.key] for s in summary.specs if s.key in latest]
     sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics)}\n")
-    log.info("%d ran, %d already done, %d busy elsewhere, %d failed", summary.ran, summary.skipped, summary.busy, summary.failed)
+    log.info("%d ran, %d already done, %d failed (%d waited for another run)", summary.ran, summary.skipped, summary.failed, summary.waited)
     return 1 if summary.failed else 0
 
 

@@ -323,11 +323,17 @@ def ensure_measured(args: argparse.Namespace, ids: list[str], overrides: list[tu
         log.info("timing repeats: measuring %s again (%d of %d ok records)", ", ".join(short),
                  min(len(ok[m]) for m in short), args.timing_repeats)
         again, _ = run_suite(args.suite, args.dataset, profile, forced, short, settings_only)
-        if again.failed or again.ran == 0:  # ran == 0: busy elsewhere; do not spin
+        if again.failed or again.ran + again.skipped == 0:  # nothing measured or recorded: do not spin
             if not again.failed:
-                log.error("could not measure %s again (another run holds the key)", ", ".join(short))
+                log.error("could not measure %s again", ", ".join(short))
             return None
     measured = {m: Measured(m, ok[m][-args.timing_repeats:]) for m in ids}
+    for m in measured.values():
+        contended = [r["run_id"] for r in m.records if r.get("contention", {}).get("detected")]
+        if contended:
+            log.warning("%s: %d of its %d timing record(s) were measured while other sparsebench runs were measuring "
+                        "(run_id %s); its cost ratios may be skewed: --force a quiet run", m.method, len(contended),
+                        len(m.records), ", ".join(contended))
     return measured, suite, profile
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -80,18 +81,52 @@ class Machine:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
+PROFILE_DIR_ENV = "SPARSEBENCH_PROFILE_DIR"
+
+
 def load_profiles(extra_dir: Path | None = None) -> dict[str, Profile]:
+    """The built-in profiles plus those in `extra_dir` (default: $SPARSEBENCH_PROFILE_DIR), so a
+    user can declare their machine without editing the installed package."""
+    if extra_dir is None and os.environ.get(PROFILE_DIR_ENV):
+        extra_dir = Path(os.environ[PROFILE_DIR_ENV])
+    if extra_dir is not None and not extra_dir.is_dir():
+        raise ConfigError(f"{extra_dir}: profile directory does not exist (from {PROFILE_DIR_ENV} or the caller)")
     dirs = [Path(str(files("sparsebench.profiles")))] + ([extra_dir] if extra_dir else [])
     out: dict[str, Profile] = {}
+    origin: dict[str, Path] = {}
     for d in dirs:
         for path in sorted(d.glob("*.yaml")):
             prof = from_data(Profile, load_yaml(path), str(path))
             if prof.id != path.stem:
                 raise ConfigError(f"{path}: id {prof.id!r} must equal the file name {path.stem!r}")
-            if prof.device not in ("cpu", "cuda"):
-                raise ConfigError(f"{path}: device: {prof.device!r} is not one of 'cpu', 'cuda'")
+            if prof.id in out:
+                raise ConfigError(f"{path}: profile {prof.id!r} is already declared in {origin[prof.id]}; choose another id")
+            _check_ranges(prof, path)
             out[prof.id] = prof
+            origin[prof.id] = path
     return out
+
+
+def _check_ranges(prof: Profile, path: Path) -> None:
+    """Values the loader's types admit but no machine has: each would silently misconfigure runs."""
+    if prof.device not in ("cpu", "cuda"):
+        raise ConfigError(f"{path}: device: {prof.device!r} is not one of 'cpu', 'cuda'")
+    checks = [
+        ("cpu.logical_cores", prof.cpu.logical_cores, prof.cpu.logical_cores >= 1, "at least 1"),
+        ("threads.torch", prof.threads.torch, prof.threads.torch >= 1, "at least 1"),
+        ("threads.interop", prof.threads.interop, prof.threads.interop >= 1, "at least 1"),
+        ("memory_gib.min", prof.memory_gib.min, 0 <= prof.memory_gib.min <= prof.memory_gib.max, "between 0 and memory_gib.max"),
+    ]
+    acc = prof.accelerator
+    if acc is not None:
+        checks.append(("accelerator.count", acc.count, acc.count >= 1, "at least 1 (or accelerator: null)"))
+        if acc.memory_gib is not None:
+            m = acc.memory_gib
+            checks.append(("accelerator.memory_gib.min", m.min, 0 <= m.min <= m.max, "between 0 and accelerator.memory_gib.max"))
+    checks += [(f"peak.{k}", v, v is None or (math.isfinite(v) and v > 0), "a positive number or null") for k, v in prof.peak.items()]
+    for key, value, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"{path}: {key}: {value!r} is out of range (must be {what})")
 
 
 def detect(with_accelerators: bool = True) -> Machine:

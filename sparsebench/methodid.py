@@ -129,9 +129,13 @@ def format_method_id(name: str, params: tuple[tuple[str, Scalar], ...]) -> str:
 
 def split_method_ids(arg: str) -> list[str]:
     """Split on commas outside parentheses and quotes: `bm25(k1=0.9,b=0.4),minilm` is two ids."""
-    out, depth, quoted, cur = [], 0, False, ""
+    out, depth, quoted, escaped, cur = [], 0, False, False, ""
     for c in arg:
-        if c == '"':
+        if escaped:  # the character after a backslash inside a quoted string is literal
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
             quoted = not quoted
         elif not quoted:
             depth += c == "("

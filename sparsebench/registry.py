@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import importlib
 import logging
+import math
 import pkgutil
 import types
 import typing
@@ -149,7 +150,10 @@ def build(text: str, overrides: dict[str, Scalar] | None = None) -> Any:
             known = ", ".join(fields) or "none"
             raise BenchError(f"method {info.name} has no parameter {key!r}{hint} (parameters: {known})")
         kwargs[key] = coerce(value, _field_type(cls, key), f"{info.name}.{key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a method's __post_init__ refusing a value out of its range
+        raise BenchError(f"{format_method_id(info.name, tuple(kwargs.items()))}: {e}") from e
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -171,6 +175,9 @@ def coerce(value: Scalar, typ: Any, where: str) -> Scalar:
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                # NaN would also break the records (strict JSON) after minutes of measuring.
+                raise BenchError(f"{where}: {value!r} is not a finite number")
             return float(value)
         if opt is str and isinstance(value, str):
             return value

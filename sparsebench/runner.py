@@ -11,11 +11,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import time
 import traceback
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +26,18 @@ from . import registry
 from .cache import ArtifactCache
 from .datasets.resolve import load_dataset
 from .datasets.types import RetrievalDataset
+from .contention import SAMPLE_INTERVAL_S, MeasuringClaim
 from .errors import BenchError
 from .hardware import ProfileMatch, Threads, apply_threads, threads_in_use
 from .methodid import Scalar
 from .provenance import now, provenance
-from .records import ResultStore, append, write_sidecar
+from .records import SCHEMA_VERSION, ResultStore, append, clean_stale_temp, read, write_sidecar
 from .suites.spec import Suite, load_suite
 from .suites.tasks import get_task
 
 log = logging.getLogger(__name__)
+
+ORPHANED_EXIT = 75  # a worker whose runner died before it started measuring: exits, measures nothing
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class RunSummary:
     specs: list[RunSpec] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
-    busy: int = 0
+    waited: int = 0  # keys another run was measuring when first reached
     failed: int = 0
 
 
@@ -99,19 +104,26 @@ def split_overrides(overrides: list[tuple[str, Scalar]]) -> tuple[dict[str, Any]
     return settings, per_method
 
 
-def plan(
-    suite: Suite,
-    dataset: RetrievalDataset,
-    dataset_ref: str,
-    profile: ProfileMatch,
-    methods: list[str] | None,
-    overrides: list[tuple[str, Scalar]],
-) -> list[RunSpec]:
+@dataclass(frozen=True)
+class Plan:
+    """What will be measured, resolved and checked before any data is loaded."""
+
+    settings: dict[str, Any]
+    method_ids: list[str]
+
+
+def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[str, Scalar]]) -> Plan:
+    """Task settings and canonical method ids; every typo or out-of-range value is refused here.
+
+    This needs no dataset, so a bad `--set` or method id costs nothing and leaves no record.
+    """
     task = get_task(suite.task, suite.file)
     setting_overrides, per_method = split_overrides(overrides)
     settings = task.settings_from({**suite.settings, **setting_overrides}, f"{suite.file} (with --set)")
     chosen: list[tuple[str, dict[str, Scalar]]]
-    if methods:
+    if methods is not None:
+        if not methods:
+            raise BenchError("--method: no method id given (an empty or comma-only list); name at least one, e.g. --method bm25")
         chosen = [(m, {}) for m in methods]
     else:
         chosen = [point for grid in suite.methods for point in grid.method_ids()]
@@ -124,6 +136,10 @@ def plan(
         mid = str(registry.build(base, {**sweep, **per_method.get(name, {})}))
         if mid not in ids:
             ids.append(mid)
+    return Plan(settings=dataclasses.asdict(settings), method_ids=ids)
+
+
+def plan(suite: Suite, dataset: RetrievalDataset, dataset_ref: str, profile: ProfileMatch, chosen: Plan) -> list[RunSpec]:
     return [
         RunSpec(
             suite_file=suite.file,
@@ -135,10 +151,10 @@ def plan(
             dataset_checksum=dataset.checksum,
             metrics=suite.metrics,
             main_metric=suite.main_metric,
-            settings=dataclasses.asdict(settings),
+            settings=chosen.settings,
             profile_id=profile.profile.id,
         )
-        for mid in ids
+        for mid in chosen.method_ids
     ]
 
 
@@ -150,41 +166,65 @@ def run_suite(
     methods: list[str] | None = None,
     overrides: list[tuple[str, Scalar]] | None = None,
 ) -> tuple[RunSummary, Suite]:
+    if opts.results_dir.exists() and not opts.results_dir.is_dir():
+        raise BenchError(f"--results {opts.results_dir}: is a file, not a directory; give the results directory (default ./results)")
     suite = load_suite(suite_name)
-    for m in methods or []:  # a typo in a method id is reported before any data is loaded
-        registry.build(m)
-    split_overrides(overrides or [])
+    chosen = plan_methods(suite, methods, overrides or [])
     dataset = load_dataset(suite, dataset_ref)
     log.info("dataset %s: %d documents, %d queries", dataset.id, len(dataset.corpus), len(dataset.judged_queries()))
-    specs = plan(suite, dataset, dataset_ref or suite.default_dataset, profile, methods, overrides or [])
+    specs = plan(suite, dataset, dataset_ref or suite.default_dataset, profile, chosen)
     store = ResultStore(opts.results_dir)
+    done = _ok_counts(store, suite)  # reads (and so checks) the results file before anything runs
+    clean_stale_temp(opts.results_dir)
     summary = RunSummary(specs=specs)
-    done = store.done_keys(suite.name)
+    busy: list[tuple[int, RunSpec]] = []
     for i, spec in enumerate(specs, 1):
         if spec.key in done and not opts.force:
             log.info("[%d/%d] %s: done already (key %s), skipping; --force re-runs", i, len(specs), spec.method, spec.key[:12])
             summary.skipped += 1
             continue
-        with store.claim(spec.key) as mine:
-            if not mine:
-                log.warning("[%d/%d] %s: another run is measuring this key right now; skipping", i, len(specs), spec.method)
-                summary.busy += 1
-                continue
-            # Re-read under the claim: a concurrent run may have finished this key meanwhile.
-            if spec.key in store.done_keys(suite.name) and not opts.force:
-                summary.skipped += 1
-                continue
-            log.info("[%d/%d] %s on %s", i, len(specs), spec.method, dataset.id)
-            rec = execute(spec, profile, opts, dataset)
-            append(store.file_for(suite.name), rec)
-            summary.ran += 1
-            if rec["status"] != "ok":
-                summary.failed += 1
-                log.error("%s: %s: %s", spec.method, rec["status"], rec["error"])
+        if not _measure_claimed(store, spec, suite, profile, opts, dataset, summary, done, f"[{i}/{len(specs)}]", wait=False):
+            log.info("[%d/%d] %s: another run is measuring this key; coming back to it at the end", i, len(specs), spec.method)
+            busy.append((i, spec))
+    # Keys another run held: wait for its claim, then take its record or, if it died or
+    # failed, measure the key here. Skipping them would report success for unrecorded keys.
+    for i, spec in busy:
+        log.info("[%d/%d] %s: waiting for the other run measuring key %s", i, len(specs), spec.method, spec.key[:12])
+        _measure_claimed(store, spec, suite, profile, opts, dataset, summary, done, f"[{i}/{len(specs)}]", wait=True)
+        summary.waited += 1
     return summary, suite
 
 
-def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: RetrievalDataset) -> dict[str, Any]:
+def _measure_claimed(
+    store: ResultStore, spec: RunSpec, suite: Suite, profile: ProfileMatch, opts: RunOptions,
+    dataset: RetrievalDataset, summary: RunSummary, done_at_start: Counter[str], tag: str, wait: bool,
+) -> bool:
+    """Measure `spec` under its per-key claim; False when the claim is busy and `wait` is off."""
+    with store.claim(spec.key, wait=wait) as mine:
+        if not mine:
+            return False
+        # Re-read under the claim: a concurrent run may have recorded this key meanwhile. With
+        # --force that counts only for a key we waited for (its holder measured it afresh).
+        recorded_meanwhile = _ok_counts(store, suite)[spec.key] > done_at_start[spec.key]
+        if recorded_meanwhile and (not opts.force or wait):
+            log.info("%s %s: recorded by the other run; skipping", tag, spec.method)
+            summary.skipped += 1
+            return True
+        log.info("%s %s on %s", tag, spec.method, dataset.id)
+        rec = execute(spec, profile, opts, dataset, suite.digest)
+        append(store.file_for(suite.name), rec)
+        summary.ran += 1
+        if rec["status"] != "ok":
+            summary.failed += 1
+            log.error("%s: %s: %s", spec.method, rec["status"], rec["error"])
+        return True
+
+
+def _ok_counts(store: ResultStore, suite: Suite) -> Counter[str]:
+    return Counter(r["key"] for r in read(store.file_for(suite.name)) if r["status"] == "ok")
+
+
+def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: RetrievalDataset, suite_digest: str) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:12]
     started = now()
     t0 = time.perf_counter()
@@ -196,18 +236,25 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "progress": opts.progress,
         "device": opts.device,
         "run_file": str(opts.save_runs / f"{spec.key[:16]}.trec") if opts.save_runs else None,
+        "parent_pid": os.getpid(),
     }
-    if opts.isolate:
-        outcome = _run_isolated(payload, spec.settings["timeout_s"])
-    else:
-        outcome = _work(payload, dataset)
+    with MeasuringClaim() as claim:
+        if opts.isolate:
+            outcome = _run_isolated(payload, spec.settings["timeout_s"], claim)
+        else:
+            outcome = _work_sampled(payload, dataset, claim)
+    contention = claim.result()
+    if contention.detected:
+        log.warning("%s: %d other sparsebench run(s) were measuring on this machine at the same time; "
+                    "its costs are marked as contended", spec.method, contention.max_other_runs)
     method = registry.build(spec.method)
     info = type(method).info
     rec: dict[str, Any] = {
-        "schema": 1,
+        "schema": SCHEMA_VERSION,
         "key": spec.key,
         "run_id": run_id,
         "suite": spec.suite,
+        "suite_digest": suite_digest,
         "task": spec.task,
         "method": spec.method,
         "method_name": info.name,
@@ -224,6 +271,7 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "started_at": started,
         "finished_at": now(),
         "duration_s": round(time.perf_counter() - t0, 3),
+        "contention": contention.as_record(),
         "status": outcome["status"],
         "error": outcome.get("error"),
     }
@@ -231,6 +279,11 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         rec["traceback"] = outcome["traceback"]
     if outcome["status"] == "ok":
         result = outcome["result"]
+        problem = _non_finite(result)
+        if problem:
+            # Strict JSON cannot hold NaN/inf; a record that says why beats a crash that loses the suite.
+            rec.update(status="failed", error=f"the method produced a non-finite value ({problem}); nothing of it was kept")
+            return rec
         rec["metrics"] = result["metrics"]
         rec["costs"] = result["costs"]
         rec["extra"] = result["extra"]
@@ -238,30 +291,64 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
     return rec
 
 
-def _run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _non_finite(value: Any, path: str = "") -> str:
+    """The path of the first NaN or infinity in a nested result, or ''."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'value'} = {value!r}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return ""
+
+
+def _run_isolated(payload: dict[str, Any], timeout_s: float, claim: MeasuringClaim) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker_main, args=(payload, send), daemon=True)
     proc.start()
     send.close()
     outcome: dict[str, Any] | None = None
-    if recv.poll(timeout_s):
-        try:
-            outcome = recv.recv()
-        except EOFError:
-            outcome = None
-    else:
-        proc.kill()
-        proc.join()
-        return {"status": "timeout", "error": f"no result within timeout_s={timeout_s:g}; worker killed"}
+    # The runner only waits, so it samples the other measuring runs while it does.
+    deadline = time.monotonic() + timeout_s
+    while not recv.poll(max(0.0, min(SAMPLE_INTERVAL_S, deadline - time.monotonic()))):
+        claim.sample()
+        if time.monotonic() >= deadline:
+            proc.kill()
+            proc.join()
+            return {"status": "timeout", "error": f"no result within timeout_s={timeout_s:g}; worker killed"}
+    try:
+        outcome = recv.recv()
+    except EOFError:
+        outcome = None
     proc.join(30)
     if outcome is None:
         return {"status": "failed", "error": f"worker died without a result (exit code {proc.exitcode}; out of memory?)"}
     return outcome
 
 
+def _work_sampled(payload: dict[str, Any], dataset: RetrievalDataset, claim: MeasuringClaim) -> dict[str, Any]:
+    """In-process (debug) runs: a thread samples, since this process is also the one measured."""
+    import threading
+
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.wait(SAMPLE_INTERVAL_S):
+            claim.sample()
+
+    thread = threading.Thread(target=sampler, name="sparsebench-contention", daemon=True)
+    thread.start()
+    try:
+        return _work(payload, dataset)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _worker_main(payload: dict[str, Any], conn: Any) -> None:
-    _die_with_parent()
+    _die_with_parent(payload["parent_pid"])
     from .cli import configure_logging
 
     configure_logging(verbose=False)
@@ -273,8 +360,12 @@ def _worker_main(payload: dict[str, Any], conn: Any) -> None:
     conn.close()
 
 
-def _die_with_parent() -> None:
-    """A killed runner must not leave orphaned workers burning the CPU (Linux only)."""
+def _die_with_parent(parent_pid: int) -> None:
+    """A killed runner must not leave orphaned workers burning the CPU (Linux only).
+
+    PR_SET_PDEATHSIG only covers a parent that dies after it is set; a parent killed during
+    this worker's start-up (it takes a second to get here) has already reparented us, so check.
+    """
     try:
         import ctypes
         import signal
@@ -282,6 +373,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    if os.getppid() != parent_pid:
+        os._exit(ORPHANED_EXIT)
 
 
 def _work(payload: dict[str, Any], dataset: RetrievalDataset | None) -> dict[str, Any]:

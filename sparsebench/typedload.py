@@ -7,6 +7,7 @@ because a typo in a suite file must never silently change what is measured.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,14 +20,44 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader (data only, no tags that construct objects) that refuses duplicate keys.
+
+    PyYAML lets the last of two equal keys win silently, so `top_k: 100` followed by `top_k: 5`
+    would measure top_k=5 with nothing said.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges are YAML's own override mechanism
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: let PyYAML report it as it does
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first}); remove one", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
     try:
-        # safe_load: data only, no tags that construct objects.
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); save the file as UTF-8") from e
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -86,6 +117,8 @@ def _convert(typ: Any, value: Any, file: str, path: str) -> Any:
     if dataclasses.is_dataclass(typ):
         return from_data(typ, value, file, path)
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # YAML's .nan / .inf: no setting or declared figure is that
+            raise ConfigError(f"{file}: {path}: {value!r} is not a finite number")
         return float(value)
     if typ is int and isinstance(value, int) and not isinstance(value, bool):
         return value

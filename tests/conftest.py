@@ -65,6 +65,9 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every test gets its own encoding cache unless it asks for the shared one.
     monkeypatch.setenv("SPARSEBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Measuring runs register machine-wide; a test sees only the runs it starts itself.
+    monkeypatch.setenv("SPARSEBENCH_MEASURING_DIR", str(tmp_path / "measuring"))
+    monkeypatch.delenv("SPARSEBENCH_PROFILE_DIR", raising=False)
 
 
 @pytest.fixture

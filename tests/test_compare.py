@@ -85,11 +85,13 @@ def test_bad_input_and_failed_runs_have_their_exit_codes(tiny_beir, results_dir)
     common = ("--dataset", f"beir:{tiny_beir}", "--results", str(results_dir), "--in-process", "--no-progress", "--timing-repeats", "1")
     assert bench_compare("bm25x", "--baselines", "bm25", *common) == 2  # unknown method
     assert bench_compare("bm25(k1=1.2)", "--baselines", "bm25", *common) == 2  # the same id as its baseline
+    # A stemmer PyStemmer does not know is bad input too: refused when the id is built.
+    assert bench_compare("bm25(stemmer=klingon)", "--baselines", "bm25", *common) == 2
     assert not (results_dir / "retrieval.jsonl").exists()  # refused before anything ran
-    # A stemmer PyStemmer does not know fails when the method opens: recorded, and exit 3.
-    assert bench_compare("bm25(stemmer=klingon)", "--baselines", "bm25", *common) == 3
+    # A model directory that is not there fails when the method opens: recorded, and exit 3.
+    assert bench_compare("minilm(model=/nonexistent/model-dir)", "--baselines", "bm25", *common) == 3
     statuses = {r["method"]: r["status"] for r in records_in(results_dir / "retrieval.jsonl")}
-    assert statuses == {"bm25(stemmer=klingon)": "failed", "bm25": "ok"}
+    assert statuses == {"minilm(model=/nonexistent/model-dir)": "failed", "bm25": "ok"}
 
 
 def _clone_with_p50(path: Path, rec: dict, p50: float) -> None:

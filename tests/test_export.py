@@ -63,3 +63,45 @@ def test_status_filter(results, tmp_path) -> None:
 
 def test_no_results_is_bad_input(tmp_path) -> None:
     assert bench_export("--format", "csv", "--out", str(tmp_path / "x.csv"), "--results", str(tmp_path / "none")) == 2
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_defused(results, tmp_path) -> None:
+    import csv
+
+    rec = records_in(results / "retrieval.jsonl")[0]
+    evil = {
+        **rec, "run_id": "evil01", "method": "=cmd|' /C calc'!A0", "family": "@SUM(1+1)*cmd|' /C calc'!A0",
+        "dataset": {**rec["dataset"], "id": "+1+cmd|' /C calc'!A0"},
+        "profile": {**rec["profile"], "fingerprint": "-2+3+cmd|' /C calc'!A0"},
+        "provenance": {**rec["provenance"], "git_commit": "\t=1+1"}, "started_at": "\r=1+1",
+        "costs": {**rec["costs"], "latency_p50_ms": {**rec["costs"]["latency_p50_ms"], "value": -1.5}},
+        "metrics": {**rec["metrics"], "=HYPERLINK(\"http://x\")": {"value": 1.0, "unit": "", "n": 1}},
+    }
+    with (results / "retrieval.jsonl").open("a") as f:
+        f.write(json.dumps(evil) + "\n")
+    out = tmp_path / "x.csv"
+    assert bench_export("--format", "csv", "--out", str(out), "--results", str(results)) == 0
+    with out.open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    row = dict(zip(header, next(r for r in rows if "evil01" in r)))
+    assert row["method"] == "'=cmd|' /C calc'!A0"
+    assert row["family"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert row["dataset"] == "'+1+cmd|' /C calc'!A0"
+    assert row["fingerprint"] == "'-2+3+cmd|' /C calc'!A0"
+    assert row["commit"] == "'\t=1+1" and row["started_at"] == "'\r=1+1"
+    assert row["latency_p50_ms [ms]"] == "-1.5"  # a negative number stays a number
+    assert "'=HYPERLINK(\"http://x\")" in header and "=HYPERLINK(\"http://x\")" not in header
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or is_number(cell) for r in [header, *rows] for cell in r)
+    # Parquet is typed data, not a sheet: the text is kept exactly.
+    pq = tmp_path / "x.parquet"
+    assert bench_export("--format", "parquet", "--out", str(pq), "--results", str(results)) == 0
+    df = pd.read_parquet(pq)
+    assert df[df["run_id"] == "evil01"].iloc[0]["method"] == "=cmd|' /C calc'!A0"
+
+
+def is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

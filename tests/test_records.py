@@ -1,5 +1,9 @@
 import json
 import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,86 @@ def test_sidecar_digest(tmp_path: Path) -> None:
     (tmp_path / ref["path"]).write_text('{"q1": {"nDCG@10": 0.0}}\n')
     with pytest.raises(ResultsError, match="does not match"):
         records.read_sidecar(tmp_path, ref)
+
+
+def test_sidecar_temp_file_is_per_process_and_removed_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def failing_replace(src: str, dst: str) -> None:
+        seen.append(Path(src).name)
+        assert Path(src).is_file()  # the data went to the temp file first
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        records.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
+    assert seen == [f"{'k' * 16}-run1.json.{os.getpid()}.tmp"]
+    assert list((tmp_path / "per-query" / "retrieval").iterdir()) == []  # neither the temp nor a partial sidecar
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_clean_stale_temp_removes_only_what_dead_or_old_writers_left(tmp_path: Path) -> None:
+    folder = tmp_path / "per-query" / "retrieval"
+    folder.mkdir(parents=True)
+    dead = folder / f"aaaa-r1.json.{_dead_pid()}.tmp"
+    alive = folder / f"bbbb-r2.json.{os.getpid()}.tmp"  # a writer still at work
+    old = folder / "cccc-r3.tmp"  # old style, no pid: only its age tells
+    fresh = folder / "dddd-r4.tmp"
+    sidecar = folder / "eeee-r5.json"
+    for p in (dead, alive, old, fresh, sidecar):
+        p.write_text("{")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(old, (two_hours_ago, two_hours_ago))
+
+    removed = records.clean_stale_temp(tmp_path)
+    assert sorted(removed) == sorted([dead, old])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (alive, fresh, sidecar))
+    assert records.clean_stale_temp(tmp_path) == []
+    assert records.clean_stale_temp(tmp_path / "no-such-dir") == []
+
+
+def test_strict_reading_refuses_nan_and_invalid_utf8_at_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    records.append(path, make_record("a"))
+    good = path.read_bytes()
+    path.write_bytes(good + good.replace(b'"value": 0.5', b'"value": NaN'))
+    with pytest.raises(ResultsError, match=rf"^{path}:2: corrupt record, invalid JSON \(NaN is not a JSON number\)"):
+        records.read(path)
+    path.write_bytes(good + good.replace(b'"run_id": "r"', b'"run_id": "\xff"'))
+    with pytest.raises(ResultsError, match=rf"^{path}:2: corrupt record, invalid JSON \(not UTF-8"):
+        records.read(path)
+
+
+def test_a_line_separator_inside_a_string_does_not_split_the_record(tmp_path: Path) -> None:
+    # append() writes ensure_ascii=False, so U+2028 goes out raw; only b"\n" ends a record.
+    path = tmp_path / "r.jsonl"
+    rec = make_record("a", "failed")
+    rec["error"] = "line one\u2028line two\x85three"
+    records.append(path, rec)
+    assert [r["error"] for r in records.read(path)] == [rec["error"]]
+
+
+def test_schema_2_needs_a_suite_digest_and_schema_1_upconverts(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(ValueError, match="needs 'suite_digest'"):
+        records.append(path, {**make_record("a"), "schema": 2})
+    records.append(path, {**make_record("b"), "schema": 2, "suite_digest": "d" * 64})
+    records.append(path, make_record("c"))
+    b, c = records.read(path)
+    assert (b["schema"], b["suite_digest"]) == (2, "d" * 64)
+    assert (c["schema"], c["suite_digest"]) == (1, None)  # read as is, marked unverifiable
+
+
+def test_records_are_never_appended_through_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("")
+    path = tmp_path / "r.jsonl"
+    path.symlink_to(target)
+    with pytest.raises(ResultsError, match="symbolic link"):
+        records.append(path, make_record("a"))
+    assert target.read_text() == ""

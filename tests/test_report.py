@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -50,6 +51,7 @@ class Spec:
     status: str = "ok"
     error: str | None = None
     run_id: str = "r0"
+    extra: dict = field(default_factory=dict)  # more record fields (e.g. contention)
 
     @property
     def key(self) -> str:
@@ -92,6 +94,7 @@ def make_record(spec: Spec, results_dir: Path) -> tuple[dict, list[float]]:
             rec["costs"][name] = cost
         suite_name = spec.suite.split("@")[0]
         rec["per_query"] = records.write_sidecar(results_dir, suite_name, spec.key, spec.run_id, per_query)
+    rec.update(spec.extra)
     file = "retrieval.jsonl" if spec.suite == "retrieval@1" else "retrieval-v2.jsonl"
     records.append(results_dir / file, rec)
     return rec, [per_query[q]["nDCG@10"] for q in sorted(per_query)]
@@ -441,3 +444,30 @@ def test_renders_the_real_sample_results(tmp_path: Path) -> None:
     assert len(sections(dom)) == 1
     assert "Relative to baseline bm25" in html
     assert dom.find_all("svg", "plot")
+
+
+def test_contended_records_are_marked_in_their_leaderboard_row(tmp_path: Path) -> None:
+    from sparsebench.cli import main
+
+    results = tmp_path / "results"
+    busy = {"contention": {"detected": True, "max_other_runs": 3, "samples": 40}}
+    quiet = {"contention": {"detected": False, "max_other_runs": 0, "samples": 40}}
+    specs = [Spec("bm25", costs=c(0.9, 1.4, 3.6e6, 2600, 102), extra=busy),
+             Spec("bm25(k1=0.9)", costs=c(0.8, 1.6, 3.6e6, 2700, 102), extra=quiet),
+             Spec("minilm", family="dense-encoder", quality=0.7, costs=c(15.8, 21.7, 4.9e6, 160, 1275))]  # schema 1: no field
+    for spec in specs:
+        make_record(spec, results)
+    out = tmp_path / "site"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    dom = parse((out / "index.html").read_text())
+    rows = {tr.attrs["data-key"]: tr for tr in dom.find_all("table", "leaderboard")[0].find_all("tr") if "data-key" in tr.attrs}
+    badges = {key: tr.find_all("span", "contended") for key, tr in rows.items()}
+    assert {key for key, found in badges.items() if found} == {"rec-" + specs[0].key}
+    [badge] = badges["rec-" + specs[0].key]
+    assert badge.text() == "contended" and "3 other sparsebench run(s)" in badge.attrs["title"]
+    notes = [p.text() for p in dom.find_all("p", "note")]
+    assert any(n.startswith("1 shown record(s) were measured while other sparsebench runs") for n in notes)
+    # a malformed contention field is refused by every reader, as validate refuses it
+    with (results / "retrieval.jsonl").open("a") as f:
+        f.write(json.dumps({**records.read(results / "retrieval.jsonl")[0], "contention": {"detected": 1}}) + "\n")
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 2

@@ -137,3 +137,94 @@ def test_an_incomplete_last_line_and_a_missing_path(results, capsys) -> None:
     out = capsys.readouterr().out
     assert f"{case}:2: error: last line is incomplete" in out
     assert bench_validate(results / "nope.jsonl") == 2
+
+
+def test_method_name_family_and_params_must_agree_with_the_method_id(results, capsys) -> None:
+    recs = sample_lines(results)
+    bm25 = recs[0]
+    assert bm25["method"] == "bm25" and bm25["params"]["k1"] == 1.2
+    family = {**bm25, "run_id": "fam", "family": "dense-encoder"}  # a bm25 number in the dense row
+    name = {**bm25, "run_id": "name", "method_name": "minilm"}
+    params = {**bm25, "run_id": "params", "params": {**bm25["params"], "k1": 0.9}}  # k1=0.9 measured as plain bm25?
+    typed = {**bm25, "run_id": "typed", "params": {**bm25["params"], "stemmer": True}}
+    unknown = {**bm25, "run_id": "unknown", "method": "nosuch(x=1)"}
+    huge = {**bm25, "run_id": "huge", "method": "bm25(k1=" + "9" * 5000 + ")"}  # int() over its digit limit
+    case = write_case(results, [bm25, family, name, params, typed, unknown, huge])
+
+    assert bench_validate(case) == 1
+    out = capsys.readouterr().out
+    expect = {
+        2: "family 'dense-encoder' but method 'bm25' is registered as 'sparse-encoder'",
+        3: "method_name 'minilm' but method id 'bm25' is method 'bm25'",
+        4: "params disagree with method id 'bm25' on k1",
+        5: "params disagree with method id 'bm25' on stemmer",
+        6: "method id 'nosuch(x=1)' does not build: unknown method 'nosuch'",
+        7: "method id 'bm25(k1=999",
+    }
+    for line, message in expect.items():
+        assert any(o.startswith(f"{case}:{line}: error: ") and message in o for o in out.splitlines()), (line, out)
+    assert f"{case}:1: error" not in out
+    assert all(len(o) < 1500 for o in out.splitlines())  # the 5000-digit id is quoted cut short
+
+
+def schema2(rec: dict, **changes: object) -> dict:
+    from sparsebench.suites.spec import load_suite
+
+    return {**rec, "schema": 2, "suite_digest": load_suite("retrieval").digest, **changes}
+
+
+def test_suite_digest_is_required_and_checked_for_schema_2(results, capsys) -> None:
+    recs = sample_lines(results)
+    current = schema2(recs[0])
+    other = schema2(recs[1], suite_digest="0" * 64)  # a copied suite file that reuses retrieval@1
+    missing = schema2(recs[2])
+    del missing["suite_digest"]
+    old = recs[3]  # schema 1, as the sample fixture is
+    case = write_case(results, [current, other, missing, old])
+
+    assert bench_validate(case) == 1
+    out = capsys.readouterr().out
+    assert not any(o.startswith(f"{case}:1: ") for o in out.splitlines()), out
+    assert f"{case}:2: error: suite_digest 0000000000000000" in out
+    assert "measured with a different suite definition that reuses retrieval@1" in out
+    assert f"{case}:3: error: malformed record: schema 2 record needs 'suite_digest' (str)" in out
+    assert f"{case}:4: warning: schema 1 record predates suite digests; its suite definition cannot be verified" in out
+    assert f"{case}:4: error" not in out
+
+
+def test_contention_is_warned_about_and_must_be_well_formed(results, capsys) -> None:
+    recs = sample_lines(results)
+    quiet = schema2(recs[0], contention={"detected": False, "max_other_runs": 0, "samples": 12})
+    busy = schema2(recs[1], contention={"detected": True, "max_other_runs": 3, "samples": 12})
+    bad = schema2(recs[2], contention={"detected": "yes", "max_other_runs": -1, "samples": 12})
+    case = write_case(results, [quiet, busy, bad])
+
+    assert bench_validate(case) == 1
+    out = capsys.readouterr().out
+    assert not any(o.startswith(f"{case}:1: ") for o in out.splitlines()), out
+    assert f"{case}:2: warning: costs measured while 3 other sparsebench runs were measuring on this machine" in out
+    assert f"{case}:2: error" not in out
+    assert f"{case}:3: error: malformed record: contention.detected should be bool" in out
+    assert f"{case}:3: error: malformed record: contention.max_other_runs should be a non-negative int" in out
+
+
+def test_unreferenced_sidecars_and_temp_files_are_warned_at_line_0(results, capsys) -> None:
+    folder = results / "per-query" / "retrieval"
+    referenced = sorted(p.name for p in folder.iterdir())
+    (folder / "0123456789abcdef-orphan.json").write_text("{}\n")  # a killed run's sidecar, record never written
+    (folder / "0123456789abcdef-x.json.4242.tmp").write_text("{")  # a killed run's half-written temp
+    (folder / "old-style.tmp").write_text("{")
+    path = results / "retrieval.jsonl"
+
+    assert bench_validate(path) == 0  # warnings only
+    out = capsys.readouterr().out.splitlines()
+    at0 = [o for o in out if o.startswith(f"{path}:0: warning: ")]
+    assert len(at0) == 3, out
+    assert any("per-query file per-query/retrieval/0123456789abcdef-orphan.json is referenced by no record in retrieval.jsonl" in o for o in at0)
+    assert any("temporary file per-query/retrieval/0123456789abcdef-x.json.4242.tmp" in o for o in at0)
+    assert any("temporary file per-query/retrieval/old-style.tmp" in o for o in at0)
+    assert not any(name in o for name in referenced for o in at0)
+    # a file of another suite name does not claim retrieval's sidecars as its own strays
+    case = write_case(results, sample_lines(results)[:1])
+    assert bench_validate(case) == 0
+    assert f"{case}:0:" not in capsys.readouterr().out

@@ -52,14 +52,17 @@ def load_beir(folder: str | Path, split: str = "test", dataset_id: str | None = 
 
 
 def _jsonl(path: Path) -> Iterator[tuple[dict, Path, int]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = _decode(raw, path, n)
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DatasetError(f"{path}:{n}: invalid JSON ({e.msg})") from e
+            except (ValueError, RecursionError) as e:  # a 5000-digit number, brackets nested too deep
+                raise DatasetError(f"{path}:{n}: unreadable JSON ({type(e).__name__}: {str(e)[:100]})") from e
             if not isinstance(obj, dict):
                 raise DatasetError(f"{path}:{n}: expected a JSON object")
             yield obj, path, n
@@ -87,10 +90,19 @@ def _unique(ids: list[str], path: Path) -> None:
         seen.add(i)
 
 
+def _decode(raw: bytes, path: Path, n: int) -> str:
+    """One line as UTF-8 (the format's encoding), or an error naming the file, line and byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); BEIR files are UTF-8, re-encode the file") from e
+
+
 def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    with path.open("rb") as f:
+        lines = (_decode(raw, path, n) for n, raw in enumerate(f, 1))
+        rows = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
         for n, row in enumerate(rows, 1):
             if not row or (n == 1 and row[0] == "query-id"):
                 continue

@@ -87,22 +87,42 @@ def _require_parts(dataset_id: str, dataset: Any) -> None:
 
 
 
+class OfflineDownloadRefused(ConnectionError):
+    """Raised instead of opening a connection while offline is requested."""
+
+
 @contextlib.contextmanager
 def _download_settings(offline: bool) -> Iterator[None]:
-    """Offline, shrink ir_datasets' retry/timeout knobs for this call only (it re-reads them per request)."""
+    """Offline, no download is even attempted: ir_datasets has no offline switch, so its remote
+    download classes are replaced for this call only (local files and the cache still work).
+    The retry/timeout knobs are shrunk as well, for remote kinds a newer ir_datasets may add."""
     if not offline:
         yield
         return
+    from ir_datasets.util import download
+
     saved = {name: os.environ.get(name) for name in _OFFLINE_DOWNLOAD_ENV}
+    remote = [c for c in vars(download).values() if isinstance(c, type) and issubclass(c, download.BaseDownload)
+              and c is not download.BaseDownload and c is not download.LocalDownload]
+    originals = {(c, attr): c.__dict__[attr] for c in remote for attr in ("stream", "__iter__") if attr in c.__dict__}
+    for c, attr in originals:
+        setattr(c, attr, _refuse_download)
     os.environ.update(_OFFLINE_DOWNLOAD_ENV)
     try:
         yield
     finally:
+        for (c, attr), fn in originals.items():
+            setattr(c, attr, fn)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _refuse_download(self: Any, *args: Any, **kwargs: Any) -> Any:
+    where = getattr(self, "url", None) or getattr(self, "uri", None) or type(self).__name__
+    raise OfflineDownloadRefused(f"offline (SPARSEBENCH_OFFLINE / HF_HUB_OFFLINE set): not downloading {where}")
 
 
 def _read(dataset_id: str, part: str, iter_fn: Any, convert: Any) -> Iterator[Any]:

@@ -76,7 +76,21 @@ def load_dataset(suite: Suite, ref: str | None) -> RetrievalDataset:
     ds = load_source(source, decl.id if decl else None)
     if decl is not None:
         check_declared(ds, decl, suite)
+    check_usable(ds)
     return ds
+
+
+def check_usable(ds: RetrievalDataset) -> None:
+    """Data no method can be measured on is bad input, refused before any record is written:
+    recorded as a failure it would be retried, and fail, on every run."""
+    if not ds.corpus:
+        raise DatasetError(f"dataset {ds.id}: the corpus is empty; nothing to retrieve")
+    if not ds.judged_queries():
+        graded = sum(len(v) for v in ds.qrels.values())
+        raise DatasetError(
+            f"dataset {ds.id}: no query has a positive judgment ({len(ds.queries)} queries, {graded} judgments, "
+            "all of grade 0 or for unknown queries); every metric would be undefined"
+        )
 
 
 def check_declared(ds: RetrievalDataset, decl: DatasetDecl, suite: Suite) -> None:

@@ -36,6 +36,25 @@ class BM25(RetrievalMethod):
     stemmer: str | None = "english"
     stopwords: str | None = "en"
 
+    def __post_init__(self) -> None:
+        # Refused here, when the id is built, so bad input never reaches a worker or a record.
+        if self.k1 < 0:
+            raise ValueError(f"k1={self.k1} is out of range (k1 >= 0; 0 ignores term frequency)")
+        if not 0 <= self.b <= 1:
+            raise ValueError(f"b={self.b} is out of range (0 <= b <= 1)")
+        if self.stemmer is not None:
+            import Stemmer
+
+            if self.stemmer not in Stemmer.algorithms():
+                raise ValueError(f"unknown stemmer {self.stemmer!r} (PyStemmer has: {', '.join(Stemmer.algorithms())}; or stemmer=none)")
+        if self.stopwords not in (None, "en"):  # the default needs no check (and no bm25s import)
+            from bm25s.tokenization import _infer_stopwords
+
+            try:
+                _infer_stopwords(self.stopwords)
+            except ValueError as e:
+                raise ValueError(f"unknown stopwords {self.stopwords!r} for bm25s ({e}); or stopwords=none") from e
+
     def open(self, ctx: RunContext) -> Retriever:
         return _BM25Retriever(self, ctx)
 

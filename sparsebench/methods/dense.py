@@ -148,5 +148,9 @@ class MiniLM(DenseMethod):
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 256
 
+    def __post_init__(self) -> None:
+        if self.max_length < 1:
+            raise ValueError(f"max_length={self.max_length} is out of range (at least 1 token)")
+
     def load_encoder(self, ctx: RunContext) -> Encoder:
         return SentenceTransformerEncoder(self.model, self.max_length, ctx.device)

@@ -37,6 +37,7 @@ def record_detail(anchor: str, rec: dict, runs: int) -> Detail:
         ("method version", _text(rec.get("method_version", ""))),
         ("status", rec["status"]),
         ("suite", f"{rec['suite']} (task {rec['task']})"),
+        ("suite digest", _text(rec.get("suite_digest") or "not recorded (schema 1 record)")),
         ("dataset", f"{_text(ds.get('id', ''))}, checksum {_text(ds.get('checksum', ''))}"),
         ("dataset counts", _text(ds.get("counts", {}))),
         ("profile", (f"{_text(prof.get('id'))}, fingerprint {_text(prof.get('fingerprint'))}, "
@@ -54,6 +55,8 @@ def record_detail(anchor: str, rec: dict, runs: int) -> Detail:
         ("records with this key", str(runs)),
         ("per-query file", f"{_text(sidecar.get('path'))} (sha256 {_text(sidecar.get('sha256'))})" if isinstance(sidecar, dict) else "none"),
     ]
+    if isinstance(rec.get("contention"), dict):
+        fields.append(("contention", _text(rec["contention"])))
     if rec.get("extra"):
         fields.append(("extra", _text(rec["extra"])))
     packages = prov.get("packages") if isinstance(prov.get("packages"), dict) else {}

@@ -1,13 +1,18 @@
-"""Reading a results directory: every *.jsonl file through `records.read`, sidecars on demand."""
+"""Reading a results directory: every *.jsonl file through `records.read_numbered` (the parser
+`bench validate` uses, so a file validate refuses is refused here too), sidecars on demand.
+
+Each record remembers the FILE:LINE it came from, so a refused per-query file is reported at
+the record that references it."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import records
-from ..errors import BenchError, ResultsError
+from ..errors import BenchError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +25,7 @@ class Loaded:
     files: list[str]
     records: list[dict]
     order: dict[int, int] = field(default_factory=dict)  # id(record) -> position, for tie-breaks
+    where: dict[int, str] = field(default_factory=dict)  # id(record) -> "FILE:LINE", for errors
 
 
 def load_results(results_dir: Path) -> Loaded:
@@ -30,29 +36,30 @@ def load_results(results_dir: Path) -> Loaded:
         raise BenchError(f"no *.jsonl result files in {results_dir}; run `bench run` first or pass --results DIR")
     out = Loaded(root=results_dir, files=[p.name for p in paths], records=[])
     for path in paths:
-        recs = records.read(path)  # a corrupt file raises ResultsError naming file and line
-        log.debug("%s: %d records", path, len(recs))
-        out.records.extend(recs)
+        numbered = records.read_numbered(path)  # a corrupt or refused file raises ResultsError naming file and line
+        log.debug("%s: %d records", path, len(numbered))
+        for line, rec in numbered:
+            out.records.append(rec)
+            out.where[id(rec)] = f"{path}:{line}"
     out.order = {id(r): i for i, r in enumerate(out.records)}
     return out
 
 
-def sidecar_values(results_dir: Path, rec: dict, metric: str) -> tuple[list[float] | None, str]:
+def sidecar_values(results_dir: Path, rec: dict, metric: str, where: str = "") -> tuple[list[float] | None, str]:
     """Per-query values of `metric`, ordered by query id, or None and the reason.
 
-    A sidecar whose digest does not match is corrupt and raises; a missing one (a pull
-    request that brought records without their per-query files) only costs the interval.
+    A sidecar whose digest does not match, that leaves the results directory, is a symlink or
+    is too big raises ResultsError prefixed with `where` (the record's FILE:LINE); a missing one
+    (a pull request that brought records without their per-query files) only costs the interval.
     """
     ref = rec.get("per_query")
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not isinstance(ref.get("sha256"), str):
         return None, "record has no per-query file"
-    root = results_dir.resolve()
-    path = (results_dir / ref["path"]).resolve()
-    if not path.is_relative_to(root):
-        raise ResultsError(f"{results_dir}: record {str(rec.get('key'))[:16]} points its per-query file outside the results directory; fix the record")
-    if not path.is_file():
+    where = where or f"{results_dir}: record {str(rec.get('key'))[:16]}"
+    path = records.sidecar_path(results_dir, ref["path"], where)
+    if not os.path.lexists(path):
         return None, f"per-query file {ref['path']} is missing"
-    per_query = records.read_sidecar(results_dir, ref)
+    per_query = records.read_sidecar(results_dir, ref, where)
     if not isinstance(per_query, dict) or not per_query:
         return None, "per-query file holds no queries"
     values = []

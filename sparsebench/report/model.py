@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import pareto
+from ..records import suite_version
 from ..stats import bootstrap_ci
 from . import axes, fmt
 from .details import Detail, record_detail
@@ -60,6 +61,7 @@ class Row:
     runs: int
     label_suffix: str  # disambiguates two keys with the same method id (different settings)
     profile_matched: bool
+    contention: str  # why the costs are suspect (other runs measured at the same time); "" if not
     main: Cell
     n_queries: int | None
     ci_lo: float | None
@@ -202,7 +204,7 @@ def group_key(rec: dict) -> tuple[str, str, str, str]:
 
 def _group_sort(gk: tuple[str, str, str, str]) -> tuple:
     name, _, version = gk[0].partition("@")
-    return (name, int(version) if version.isdigit() else 0, version, gk[1], gk[2], gk[3])
+    return (name, suite_version(gk[0]) or 0, version, gk[1], gk[2], gk[3])
 
 
 def separation_reason(keys: list[tuple[str, str, str, str]]) -> str:
@@ -268,7 +270,7 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
     rows = []
     for rec in shown:
         anchor = anchors.take("rec-" + fmt.anchor_part(rec["key"]))
-        rows.append(_row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded.root, options))
+        rows.append(_row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded, options))
     rows.sort(key=lambda r: (-(r.main.value if r.main.value is not None else float("-inf")), r.label, r.anchor))
 
     base_id = options.baseline or ("bm25" if any(r.method == "bm25" for r in rows) else None)
@@ -291,6 +293,10 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
     unmatched = sum(1 for r in rows if not r.profile_matched)
     if unmatched:
         notes.append(f"{unmatched} shown record(s) ran on a machine that did not match profile {profile_id}")
+    contended = sum(1 for r in rows if r.contention)
+    if contended:
+        notes.append(f"{contended} shown record(s) were measured while other sparsebench runs were measuring on the same "
+                     "machine (marked contended): their costs are likely inflated")
     return Group(index, suite, task, dataset_id, checksum, profile_id, fingerprints, main_metric, metric_cols, cost_cols,
                  rows, frontiers, budgets, baseline, baseline_note, failures, details, notes)
 
@@ -323,12 +329,12 @@ def _common(units: Counter) -> str:
 
 
 def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric: str, metric_cols: list[Column],
-         cost_cols: list[Column], root: Path, options: ReportOptions) -> Row:
+         cost_cols: list[Column], loaded: Loaded, options: ReportOptions) -> Row:
     metrics = [_quantity_cell(rec["metrics"].get(c.name), c, anchor, fmt.metric) for c in metric_cols]
     costs = [_quantity_cell(rec["costs"].get(c.name), c, anchor, fmt.number) for c in cost_cols]
     main = metrics[0] if metric_cols and metric_cols[0].name == main_metric else Cell(fmt.DASH, None, anchor, "no main metric")
     ci_lo = ci_hi = None
-    values, ci_note = sidecar_values(root, rec, main_metric)
+    values, ci_note = sidecar_values(loaded.root, rec, main_metric, loaded.where.get(id(rec), ""))
     if values is not None:
         ci_lo, ci_hi = bootstrap_ci(values, options.confidence, options.resamples, options.seed)
         ci_note = f"{options.confidence:.0%} percentile bootstrap over {len(values)} queries, {options.resamples} resamples, seed {options.seed}"
@@ -336,7 +342,20 @@ def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric:
     matched = rec["profile"].get("matched", True) is not False
     n = rec["metrics"].get(main_metric, {}).get("n") if isinstance(rec["metrics"].get(main_metric), dict) else None
     n_queries = n if isinstance(n, int) and not isinstance(n, bool) else None
-    return Row(anchor, rec["method"], str(rec["family"]), runs, suffix, matched, main, n_queries, ci_lo, ci_hi, ci_note, metrics, costs, rec)
+    return Row(anchor, rec["method"], str(rec["family"]), runs, suffix, matched, contention_note(rec), main, n_queries,
+               ci_lo, ci_hi, ci_note, metrics, costs, rec)
+
+
+def contention_note(rec: dict) -> str:
+    """Why a record's costs are suspect, or "": its runner saw other runs measuring at the same time.
+
+    The field is optional (schema-1 records predate it); its shape is checked by records.validate."""
+    c = rec.get("contention")
+    if not isinstance(c, dict) or c.get("detected") is not True:
+        return ""
+    n = c.get("max_other_runs")
+    return (f"measured while up to {n} other sparsebench run(s) were measuring on this machine "
+            f"({c.get('samples')} samples): its costs are likely inflated and not comparable with uncontended ones")
 
 
 def _quantity_cell(q: Any, col: Column, anchor: str, formatter) -> Cell:

@@ -7,7 +7,9 @@ records carry `name@version` and the reporter never ranks different versions tog
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -61,6 +63,30 @@ class Suite:
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return next((d for d in self.datasets if d.id == name), None)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of what this suite version measures, stored in every record (`suite_digest`).
+
+        It covers everything that changes a number (task, data declarations, metrics, cost axes,
+        default settings) and leaves out the method grid and prose: adding a method to the grid
+        or rewording a description must not orphan the records already measured, while a copied
+        suite file that keeps `name@version` but measures something else gets a different digest.
+        """
+        payload = {
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "datasets": [
+                {k: getattr(d, k) for k in ("id", "source", "sha256", "documents", "queries", "qrels")} for d in self.datasets
+            ],
+            "default_dataset": self.default_dataset,
+            "metrics": list(self.metrics),
+            "main_metric": self.main_metric,
+            "cost_axes": list(self.cost_axes),
+            "settings": self.settings,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def builtin_suites() -> dict[str, Path]:

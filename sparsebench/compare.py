@@ -346,7 +346,7 @@ def _ok_records(records: list[dict], key_of: dict[str, str]) -> dict[str, list[d
 
 
 def compare_all(new: Measured, baselines: list[Measured], results_dir: Path, suite: Any, alpha: float) -> list[Comparison]:
-    from .records import read_sidecar
+    from .sidecars import read_sidecar
     from .suites.tasks import get_task
 
     axes = get_task(suite.task).cost_axes

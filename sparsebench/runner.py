@@ -31,7 +31,8 @@ from .errors import BenchError
 from .hardware import ProfileMatch, Threads, apply_threads, threads_in_use
 from .methodid import Scalar
 from .provenance import now, provenance
-from .records import SCHEMA_VERSION, ResultStore, append, clean_stale_temp, read, write_sidecar
+from .records import SCHEMA_VERSION, ResultStore, append, read
+from .sidecars import clean_stale_temp, write_sidecar
 from .suites.spec import Suite, load_suite
 from .suites.tasks import get_task
 

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import records
+from . import records, sidecars
+from .safefiles import UnsafeFileError
+from .strictjson import one_line
 from .errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class Checker:
                 ref = item.get("per_query")
                 if isinstance(ref, dict) and isinstance(ref.get("path"), str):
                     referenced.add(os.path.normpath(ref["path"]))
-        except records.UnsafeFileError as e:
+        except UnsafeFileError as e:
             self.line = e.line
             self.error(e.reason)
         self.line = 0
@@ -267,16 +269,16 @@ class Checker:
             self.error("per_query reference (path, sha256) missing")
             return
         try:
-            path = records.sidecar_path(self.path.parent, ref["path"])
+            path = sidecars.sidecar_path(self.path.parent, ref["path"])
             if not os.path.lexists(path):
                 self.error(f"per-query file {ref['path']} does not exist")
                 return
-            data = records.read_sidecar_bytes(path, ref["path"])
+            data = sidecars.read_sidecar_bytes(path, ref["path"])
             if hashlib.sha256(data).hexdigest() != ref["sha256"]:
                 self.error(f"per-query file {ref['path']} does not match the sha256 in its record")
                 return
-            per_query = records.parse_sidecar(data, ref["path"])
-        except records.SidecarError as e:
+            per_query = sidecars.parse_sidecar(data, ref["path"])
+        except sidecars.SidecarError as e:
             self.error(e.reason)
             return
         self.check_sidecar_values(rec, ref["path"], per_query)
@@ -331,7 +333,7 @@ def _same(a: Any, b: Any) -> bool:
 def _short(text: str, limit: int = 200) -> str:
     """Record text in a message, cut and on one line: a hostile record must not flood the output
     or forge a `FILE:LINE:` line of its own."""
-    return records.one_line(text if len(text) <= limit else text[:limit] + "...")
+    return one_line(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _is_number(x: Any) -> bool:

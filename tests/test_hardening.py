@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sparsebench import registry
 from sparsebench.cli import main

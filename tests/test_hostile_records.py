@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from sparsebench import records
+from sparsebench import records, sidecars, strictjson
 from sparsebench.cli import main
 
 from .conftest import SAMPLE_RESULTS
@@ -56,7 +56,7 @@ def over_long(rec: dict) -> bytes:
 
 # (id, hostile line from a good record, what every reader must say about it)
 CASES: list[tuple[str, Callable[[dict], bytes], str]] = [
-    ("nested-200k", lambda r: with_token(r, b"[" * 200_000 + b"]" * 200_000), f"nested deeper than {records.MAX_DEPTH} levels"),
+    ("nested-200k", lambda r: with_token(r, b"[" * 200_000 + b"]" * 200_000), f"nested deeper than {strictjson.MAX_DEPTH} levels"),
     ("suite-5000-nines", suite_of_nines, "is not NAME@VERSION"),
     ("number-5000-digits", lambda r: with_token(r, b"1" * 5000), "a number of 5000 digits"),
     ("invalid-utf8", lambda r: with_token(r, b'"\xff\xfe"'), "not UTF-8"),
@@ -180,7 +180,7 @@ def test_an_oversized_sidecar_is_refused_without_reading_it_whole(results, tmp_p
     path = results / "retrieval.jsonl"
     rec = sample_records(results)[0]
     size = (results / rec["per_query"]["path"]).stat().st_size
-    monkeypatch.setattr(records, "MAX_SIDECAR_BYTES", size - 1)
+    monkeypatch.setattr(sidecars, "MAX_SIDECAR_BYTES", size - 1)
 
     assert main(["validate", str(path)]) == 1
     assert any(f"larger than the {size - 1} bytes allowed" in e for e in validate_errors(capsys, path, 1))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsebench import records
+from sparsebench import records, sidecars
 from sparsebench.errors import ResultsError
 
 
@@ -102,11 +102,11 @@ def test_claims_exclude_a_second_holder(tmp_path: Path) -> None:
 
 
 def test_sidecar_digest(tmp_path: Path) -> None:
-    ref = records.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
-    assert records.read_sidecar(tmp_path, ref) == {"q1": {"nDCG@10": 1.0}}
+    ref = sidecars.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
+    assert sidecars.read_sidecar(tmp_path, ref) == {"q1": {"nDCG@10": 1.0}}
     (tmp_path / ref["path"]).write_text('{"q1": {"nDCG@10": 0.0}}\n')
     with pytest.raises(ResultsError, match="does not match"):
-        records.read_sidecar(tmp_path, ref)
+        sidecars.read_sidecar(tmp_path, ref)
 
 
 def test_sidecar_temp_file_is_per_process_and_removed_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,9 +117,9 @@ def test_sidecar_temp_file_is_per_process_and_removed_when_the_write_fails(tmp_p
         assert Path(src).is_file()  # the data went to the temp file first
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(records.os, "replace", failing_replace)
+    monkeypatch.setattr(sidecars.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
-        records.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
+        sidecars.write_sidecar(tmp_path, "retrieval", "k" * 64, "run1", {"q1": {"nDCG@10": 1.0}})
     assert seen == [f"{'k' * 16}-run1.json.{os.getpid()}.tmp"]
     assert list((tmp_path / "per-query" / "retrieval").iterdir()) == []  # neither the temp nor a partial sidecar
 
@@ -143,11 +143,11 @@ def test_clean_stale_temp_removes_only_what_dead_or_old_writers_left(tmp_path: P
     two_hours_ago = time.time() - 2 * 3600
     os.utime(old, (two_hours_ago, two_hours_ago))
 
-    removed = records.clean_stale_temp(tmp_path)
+    removed = sidecars.clean_stale_temp(tmp_path)
     assert sorted(removed) == sorted([dead, old])
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (alive, fresh, sidecar))
-    assert records.clean_stale_temp(tmp_path) == []
-    assert records.clean_stale_temp(tmp_path / "no-such-dir") == []
+    assert sidecars.clean_stale_temp(tmp_path) == []
+    assert sidecars.clean_stale_temp(tmp_path / "no-such-dir") == []
 
 
 def test_strict_reading_refuses_nan_and_invalid_utf8_at_their_line(tmp_path: Path) -> None:

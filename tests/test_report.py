@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsebench import records
+from sparsebench import records, sidecars
 from sparsebench.errors import BenchError, ResultsError
 from sparsebench.report import (
     ReportOptions,
@@ -93,7 +93,7 @@ def make_record(spec: Spec, results_dir: Path) -> tuple[dict, list[float]]:
                 cost["proxy"] = True
             rec["costs"][name] = cost
         suite_name = spec.suite.split("@")[0]
-        rec["per_query"] = records.write_sidecar(results_dir, suite_name, spec.key, spec.run_id, per_query)
+        rec["per_query"] = sidecars.write_sidecar(results_dir, suite_name, spec.key, spec.run_id, per_query)
     rec.update(spec.extra)
     file = "retrieval.jsonl" if spec.suite == "retrieval@1" else "retrieval-v2.jsonl"
     records.append(results_dir / file, rec)

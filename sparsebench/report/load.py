@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import records
+from .. import records, sidecars
 from ..errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,10 @@ def sidecar_values(results_dir: Path, rec: dict, metric: str, where: str = "") -
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not isinstance(ref.get("sha256"), str):
         return None, "record has no per-query file"
     where = where or f"{results_dir}: record {str(rec.get('key'))[:16]}"
-    path = records.sidecar_path(results_dir, ref["path"], where)
+    path = sidecars.sidecar_path(results_dir, ref["path"], where)
     if not os.path.lexists(path):
         return None, f"per-query file {ref['path']} is missing"
-    per_query = records.read_sidecar(results_dir, ref, where)
+    per_query = sidecars.read_sidecar(results_dir, ref, where)
     if not isinstance(per_query, dict) or not per_query:
         return None, "per-query file holds no queries"
     values = []

@@ -90,6 +90,10 @@ def parse_scalar(raw: str, context: str = "") -> Scalar:
             raise MethodIdError(f"{context or raw!r}: bad quoted string {raw!r} ({e.msg})") from e
         if not isinstance(value, str):
             raise MethodIdError(f"{context or raw!r}: bad quoted string {raw!r}")
+        try:
+            value.encode("utf-8")  # a lone \ud800 escape is not text: no record or log line could hold it
+        except UnicodeEncodeError as e:
+            raise MethodIdError(f"{context or raw!r}: quoted string {raw!r} is not Unicode text (a lone surrogate escape)") from e
         return value
     low = raw.lower()
     if low in ("true", "false"):

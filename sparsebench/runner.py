@@ -274,10 +274,10 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "duration_s": round(time.perf_counter() - t0, 3),
         "contention": contention.as_record(),
         "status": outcome["status"],
-        "error": outcome.get("error"),
+        "error": _text(outcome.get("error")),
     }
     if outcome.get("traceback"):
-        rec["traceback"] = outcome["traceback"]
+        rec["traceback"] = _text(outcome["traceback"])
     if outcome["status"] == "ok":
         result = outcome["result"]
         problem = _non_finite(result)
@@ -290,6 +290,12 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         rec["extra"] = result["extra"]
         rec["per_query"] = write_sidecar(opts.results_dir, spec.suite.split("@")[0], spec.key, run_id, result["per_query"])
     return rec
+
+
+def _text(message: str | None) -> str | None:
+    """An exception's text as a record can hold it: undecodable bytes (surrogate escapes from
+    file names, say) would make the line unencodable and the append crash the suite."""
+    return None if message is None else message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _non_finite(value: Any, path: str = "") -> str:

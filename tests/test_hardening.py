@@ -170,6 +170,28 @@ def test_a_method_that_produces_nan_is_recorded_as_failed_and_the_suite_goes_on(
     assert list((results_dir / "per-query" / "retrieval").iterdir()) == [results_dir / ok["per_query"]["path"]]
 
 
+def test_an_error_text_with_undecodable_bytes_is_recorded_and_the_suite_goes_on(tiny_beir, results_dir, monkeypatch) -> None:
+    from sparsebench.methods.bm25 import BM25
+
+    @dataclasses.dataclass(frozen=True)
+    class BrokenBM25(BM25):
+        def open(self, ctx):  # type: ignore[no-untyped-def]
+            raise OSError("cannot open " + os.fsdecode(b"/data/caf\xe9"))  # a surrogate escape, as from a file name
+
+    info = dataclasses.replace(BM25.info, name="brokenbm25")
+    monkeypatch.setitem(registry._REGISTRY, "brokenbm25", (BrokenBM25, info))
+    monkeypatch.setattr(BrokenBM25, "info", info, raising=False)
+    rc = bench("--dataset", f"beir:{tiny_beir}", "--results", str(results_dir), "--in-process", "--method", "brokenbm25,bm25")
+    failed, ok = records_in(results_dir / "retrieval.jsonl")
+    assert rc == 1 and ok["status"] == "ok"
+    assert failed["status"] == "failed" and failed["error"] == "OSError: cannot open /data/caf\\udce9"
+
+
+def test_a_lone_surrogate_in_a_method_id_is_refused(results_dir, caplog) -> None:
+    assert bench("--results", str(results_dir), "--method", r'bm25(stemmer="\ud800")') == 2
+    assert "is not Unicode text" in one_error(caplog)
+
+
 # 5. non-UTF-8 input ---------------------------------------------------------------------------
 
 

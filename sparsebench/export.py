@@ -33,7 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "export",
         help="write records as one flat CSV or Parquet table (one row per record, units in cost column names)",
-        description="Flatten results/*.jsonl into one table: one row per record.",
+        description="Flatten results/*.jsonl into one table: one row per record. In CSV, text cells starting "
+        "with = + - @, a tab or CR get a leading ' so that a spreadsheet shows them instead of running them.",
         epilog="exit codes: 0 written, 2 bad input (unknown format, corrupt results file)",
     )
     p.add_argument("--format", choices=FORMATS, required=True, help="csv, or parquet (via pyarrow)")

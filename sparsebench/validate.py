@@ -44,7 +44,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "validate",
         help="check results files (schema, suite version, units, profile, provenance, sidecars); runs nothing",
-        description="Check result records without executing anything from them. Prints FILE:LINE: problem.",
+        description="Check result records without executing anything from them. Prints FILE:LINE: problem;\n"
+        "problems of a file as a whole (a symlink or special file, per-query files no record\n"
+        "references, leftover *.tmp files) at line 0. Lines over 4 MiB, nesting over 64 levels,\n"
+        "NaN/Infinity and invalid UTF-8 are errors, exactly as every other command reads them.",
         epilog="exit codes: 0 no errors (warnings allowed), 1 at least one error, 2 a PATH does not exist",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

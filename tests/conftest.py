@@ -85,3 +85,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Real records from one `make bench` on a fresh clone (profile cpu-2core, clean checkout):
 # the read-only sample that reporter, compare, validate and export tests copy and work on.
 SAMPLE_RESULTS = REPO / "tests" / "data" / "results"
+# The same run as first recorded, in schema 1 (before suite digests and contention): what an
+# existing leaderboard holds, which every command must keep reading.
+SAMPLE_RESULTS_SCHEMA1 = REPO / "tests" / "data" / "results-schema1"

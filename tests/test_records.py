@@ -190,3 +190,23 @@ def test_records_are_never_appended_through_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="symbolic link"):
         records.append(path, make_record("a"))
     assert target.read_text() == ""
+
+
+def test_schema_1_records_of_an_existing_leaderboard_are_read_by_every_command(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from sparsebench.cli import main
+
+    from .conftest import SAMPLE_RESULTS_SCHEMA1
+
+    results = tmp_path / "results"
+    shutil.copytree(SAMPLE_RESULTS_SCHEMA1, results)
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    assert {json.loads(line)["schema"] for line in (results / "retrieval.jsonl").read_text().splitlines()} == {1}
+    assert main(["validate", str(results)]) == 0  # warnings only: their suite definition cannot be verified
+    assert capsys.readouterr().out.count("warning: schema 1 record predates suite digests") == 5
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "report")]) == 0
+    assert main(["export", "--format", "csv", "--results", str(results), "--out", str(tmp_path / "r.csv")]) == 0
+    # Their keys are still the keys: resuming measures nothing again.
+    assert main(["run", "--suite", "retrieval", "--results", str(results), "--method", "bm25", "--no-progress"]) == 0
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file() and ".locks" not in p.parts} == before

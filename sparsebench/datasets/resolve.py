@@ -1,7 +1,7 @@
 """Dataset ids, from the suite's declared names or from the command line.
 
 `NAME` is a dataset the suite declares (checked against its declared checksum and counts);
-`beir:PATH[#SPLIT]`, `irds:ID` and `mteb:TASK[#SPLIT]` load the user's own data without editing
+`beir:PATH[#SPLIT]`, `irds:ID` and `mteb:TASK[#SPLIT[:SUBSET]]` load the user's own data without editing
 any file.
 """
 
@@ -50,7 +50,8 @@ def load_source(source: str, dataset_id: str | None = None) -> RetrievalDataset:
     if kind == "mteb":
         from .mteb_loader import load_mteb
 
-        return load_mteb(rest, split)
+        split, _, subset = split.partition(":")  # mteb:TASK#SPLIT:SUBSET picks one HF subset (a language)
+        return load_mteb(rest, split or "test", subset or None)
     raise DatasetError(f"dataset {source!r}: unknown source kind {kind!r} (use one of {', '.join(PREFIXES)})")
 
 

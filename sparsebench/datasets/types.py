@@ -39,6 +39,13 @@ class RetrievalDataset:
     queries: tuple[Query, ...]
     qrels: Mapping[str, Mapping[str, int]]
     checksum: str = field(default="")
+    # MTEB's convention for tasks whose queries are also documents (ArguAna, Quora, ...): a hit
+    # whose document id equals the query id is dropped before scoring. It changes scores, so it
+    # is part of the checksum (only when set, so every other dataset keeps its checksum).
+    ignore_identical_ids: bool = False
+    # Where the content came from, for the record (e.g. {"revision": ..., "subset": ...} of an
+    # MTEB task); not part of the checksum, which is about the content alone.
+    source_info: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.checksum:
@@ -72,4 +79,6 @@ def content_checksum(ds: RetrievalDataset) -> str:
         for did in sorted(ds.qrels[qid]):
             h.update(json.dumps([qid, did, int(ds.qrels[qid][did])]).encode())
             h.update(b"\n")
+    if ds.ignore_identical_ids:
+        h.update(b"--ignore-identical-ids--\n")
     return h.hexdigest()

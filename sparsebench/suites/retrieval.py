@@ -154,7 +154,8 @@ def evaluate(
 
     measures = [ir_measures.parse_measure(m) for m in metrics]
     qrels = {q.id: dict(dataset.qrels[q.id]) for q in queries}
-    run_dict = {qid: {doc: score for doc, score in hits} for qid, hits in run.items() if hits}
+    run_dict = {qid: {doc: score for doc, score in hits if not (dataset.ignore_identical_ids and doc == qid)}
+                for qid, hits in run.items() if hits}
     per_query: dict[str, dict[str, float]] = {q.id: {m: 0.0 for m in metrics} for q in queries}
     for m in ir_measures.iter_calc(measures, qrels, run_dict):
         per_query[m.query_id][str(m.measure)] = float(m.value)

@@ -26,6 +26,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${PIP[@]}" "torch==2.13.0"
 fi
 
-echo "setup: installing sparsebench and its dependencies" >&2
-"${PIP[@]}" -e ".[test]"
+# The development set-up takes every extra: the tests cover the mteb: loader too.
+echo "setup: installing sparsebench and its dependencies (extras: test, mteb)" >&2
+"${PIP[@]}" -e ".[test,mteb]"
 touch "$stamp"

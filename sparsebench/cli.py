@@ -28,6 +28,15 @@ examples:
 
 
 RUN_EPILOG = """\
+method ids: NAME or NAME(KEY=VALUE,...), e.g. bm25(k1=0.9,b=0.4). Values are ints, floats, true/false,
+none, bare strings of letters, digits and ./:@+-_ or "double-quoted" strings (JSON escapes).
+Parameters at their default are left out, so bm25(k1=1.2) is bm25: the id is the result key and
+the row label. Several ids: comma-separate them or repeat --method; bench list shows parameters.
+
+--save-runs DIR writes DIR/<method id>.<key8>.trec (TREC run format; characters a file name
+cannot hold become _) for every spec measured now, and the record's run_file points to it. A key
+already recorded has no run to write (records keep per-query metrics only): --force measures it.
+
 Bad input is refused (exit 2) before anything is measured or recorded: unknown or out-of-range
 method parameters, NaN/inf values, unknown --set keys, duplicate YAML keys, non-UTF-8 files and an
 empty --method list before any data is loaded; an empty corpus or no positive judgment after.
@@ -82,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--suite", required=True, help="suite name (bench list) or path to a suite .yaml")
-    run.add_argument("--dataset", help="declared dataset name, or beir:PATH[#SPLIT], irds:ID, mteb:TASK[#SPLIT] (default: the suite's)")
+    run.add_argument("--dataset", help="declared dataset name, or beir:PATH[#SPLIT], irds:ID, mteb:TASK[#SPLIT[:SUBSET]] (default: the suite's)")
+    run.add_argument("--dataset-name", metavar="NAME",
+                     help="name a beir: folder in records as beir:NAME (default: the folder's own name; the path never is the id)")
     run.add_argument("--method", action="append", metavar="ID", help="method id(s) to run instead of the suite's grid; repeat or comma-separate")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a task setting (top_k=50) or a method parameter (bm25.k1=0.9)")
@@ -96,14 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-process", action="store_true", help="run methods in this process (debugging; peak RSS then includes earlier methods)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    lst = sub.add_parser("list", help="list methods, suites and their datasets")
+    lst = sub.add_parser(
+        "list",
+        help="list methods, suites and their datasets",
+        description="List the registered methods with their parameters and defaults, and the built-in suites with "
+        "their declared datasets. Any suite also runs on your own data: beir:PATH[#SPLIT], irds:ID, "
+        "mteb:TASK[#SPLIT[:SUBSET]].",
+    )
     lst.add_argument("what", nargs="?", choices=("methods", "suites", "all"), default="all")
 
-    prof = sub.add_parser("profile", help="show the detected machine and which declared profile it matches")
+    prof = sub.add_parser(
+        "profile",
+        help="show the detected machine and which declared profile it matches",
+        description="Show the detected machine (CPU, cores, memory, accelerators, fingerprint) and which declared "
+        "hardware profile it matches, with the reasons for each mismatch. Exit 1 when --profile is given and "
+        "does not match. Extra profiles: $SPARSEBENCH_PROFILE_DIR.",
+    )
     prof.add_argument("--profile", help="check against this profile id")
 
     for module in _command_modules().values():
         module.add_parser(sub)
+    for subparser in sub.choices.values():  # `bench run -v` as well as `bench -v run`
+        subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return p
 
 
@@ -152,6 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         save_runs=args.save_runs,
         device="cuda" if profile.profile.device == "cuda" else "cpu",
+        dataset_name=args.dataset_name,
     )
     summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides])
     latest: dict[str, dict] = {}
@@ -176,7 +202,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             lines.append(f"  {name:<10} {info.family:<15} {info.summary}")
             lines.append(f"  {'':<10} {'':<15} parameters: {params}")
     if args.what in ("suites", "all"):
-        lines.append("suites:")
+        lines.append("suites (each also runs on beir:PATH[#SPLIT], irds:ID or mteb:TASK[#SPLIT[:SUBSET]] with --dataset):")
         for name in sorted(builtin_suites()):
             s = load_suite(name)
             lines.append(f"  {s.ref:<14} {s.description}")

@@ -65,6 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--baselines", required=True, metavar="A,B", help="baseline method ids, comma-separated (commas inside parentheses are kept)")
     p.add_argument("--suite", default="retrieval", help="suite name or path to a suite .yaml (default: retrieval)")
     p.add_argument("--dataset", help="dataset id as for bench run (default: the suite's)")
+    p.add_argument("--dataset-name", metavar="NAME", help="name a beir: folder in records, as for bench run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a task setting or a method parameter, as for bench run")
     p.add_argument("--profile", help="declared hardware profile id (default: the one matching this machine)")
@@ -307,6 +308,7 @@ def ensure_measured(args: argparse.Namespace, ids: list[str], overrides: list[tu
         isolate=not args.in_process,
         progress=not args.no_progress and sys.stderr.isatty(),
         device="cuda" if profile.profile.device == "cuda" else "cpu",
+        dataset_name=args.dataset_name,
     )
     summary, suite = run_suite(args.suite, args.dataset, profile, opts, ids, overrides)
     if summary.failed:

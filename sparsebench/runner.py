@@ -14,6 +14,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import re
 import time
 import traceback
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 from . import registry
 from .cache import ArtifactCache
 from .datasets.resolve import load_dataset
+from .datasets.snapshot import read_snapshot, write_snapshot
 from .datasets.types import RetrievalDataset
 from .contention import SAMPLE_INTERVAL_S, MeasuringClaim
 from .errors import BenchError
@@ -80,6 +82,8 @@ class RunOptions:
     progress: bool = True
     save_runs: Path | None = None
     device: str = "cpu"
+    dataset_name: str | None = None  # names a beir: folder in records (default: the folder's name)
+    dataset_snapshot: Path | None = None  # set by run_suite: the loaded dataset, for the workers
 
 
 @dataclass
@@ -171,9 +175,11 @@ def run_suite(
         raise BenchError(f"--results {opts.results_dir}: is a file, not a directory; give the results directory (default ./results)")
     suite = load_suite(suite_name)
     chosen = plan_methods(suite, methods, overrides or [])
-    dataset = load_dataset(suite, dataset_ref)
+    dataset = load_dataset(suite, dataset_ref, opts.dataset_name)
     log.info("dataset %s: %d documents, %d queries", dataset.id, len(dataset.corpus), len(dataset.judged_queries()))
     specs = plan(suite, dataset, dataset_ref or suite.default_dataset, profile, chosen)
+    if opts.isolate:  # workers read this one file instead of running the source's loader again
+        opts = dataclasses.replace(opts, dataset_snapshot=write_snapshot(opts.cache_dir, dataset))
     store = ResultStore(opts.results_dir)
     done = _ok_counts(store, suite)  # reads (and so checks) the results file before anything runs
     clean_stale_temp(opts.results_dir)
@@ -182,6 +188,10 @@ def run_suite(
     for i, spec in enumerate(specs, 1):
         if spec.key in done and not opts.force:
             log.info("[%d/%d] %s: done already (key %s), skipping; --force re-runs", i, len(specs), spec.method, spec.key[:12])
+            if opts.save_runs:
+                log.warning("[%d/%d] %s: no run file written: its ranked lists were not kept when it was measured (records keep "
+                            "per-query metrics only); --force measures it again and writes %s", i, len(specs), spec.method,
+                            run_file_path(opts.save_runs, spec))
             summary.skipped += 1
             continue
         if not _measure_claimed(store, spec, suite, profile, opts, dataset, summary, done, f"[{i}/{len(specs)}]", wait=False):
@@ -221,6 +231,13 @@ def _measure_claimed(
         return True
 
 
+def run_file_path(directory: Path, spec: RunSpec) -> Path:
+    """`<method id>.<key8>.trec`: named by the method (characters a file name cannot hold become
+    `_`), and the key prefix keeps one method on several datasets or settings apart."""
+    safe = re.sub(r"[^A-Za-z0-9._=,()+-]", "_", spec.method)[:150]
+    return directory / f"{safe}.{spec.key[:8]}.trec"
+
+
 def _ok_counts(store: ResultStore, suite: Suite) -> Counter[str]:
     return Counter(r["key"] for r in read(store.file_for(suite.name)) if r["status"] == "ok")
 
@@ -236,8 +253,9 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "cache_dir": str(opts.cache_dir),
         "progress": opts.progress,
         "device": opts.device,
-        "run_file": str(opts.save_runs / f"{spec.key[:16]}.trec") if opts.save_runs else None,
+        "run_file": str(run_file_path(opts.save_runs, spec)) if opts.save_runs else None,
         "parent_pid": os.getpid(),
+        "dataset_snapshot": str(opts.dataset_snapshot) if opts.dataset_snapshot else None,
     }
     with MeasuringClaim() as claim:
         if opts.isolate:
@@ -290,6 +308,8 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         rec["costs"] = result["costs"]
         rec["extra"] = result["extra"]
         rec["per_query"] = write_sidecar(opts.results_dir, spec.suite.split("@")[0], spec.key, run_id, result["per_query"])
+        if payload["run_file"]:
+            rec["run_file"] = payload["run_file"]
     return rec
 
 
@@ -389,9 +409,8 @@ def _work(payload: dict[str, Any], dataset: RetrievalDataset | None) -> dict[str
     spec = RunSpec(**{**payload["spec"], "metrics": tuple(payload["spec"]["metrics"])})
     try:
         apply_threads(Threads(**payload["threads"]))
-        suite = load_suite(spec.suite_file)
         if dataset is None:
-            dataset = load_dataset(suite, spec.dataset)
+            dataset = read_snapshot(Path(payload["dataset_snapshot"]))
         if dataset.checksum != spec.dataset_checksum:
             raise BenchError(f"dataset {spec.dataset} changed while the suite was running")
         task = get_task(spec.task)

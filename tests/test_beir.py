@@ -10,7 +10,7 @@ from .conftest import DOCS, EXTRA_QRELS, QUERIES
 
 def test_loads_corpus_queries_qrels(tiny_beir) -> None:
     ds = load_beir(tiny_beir)
-    assert ds.id == f"beir:{tiny_beir}"
+    assert ds.id == f"beir:{tiny_beir.name}"
     assert ds.counts == {"documents": len(DOCS), "queries": len(QUERIES), "qrels": len(QUERIES) + len(EXTRA_QRELS)}
     assert ds.qrels["q3"] == {"d03": 1, "d09": 2}
     assert ds.corpus[0].title == "Unix scripts" and ds.corpus[0].full_text.startswith("Unix scripts\n")
@@ -51,3 +51,38 @@ def test_bad_qrels(tiny_beir) -> None:
 def test_missing_folder(tmp_path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_beir(tmp_path / "nope")
+
+
+def test_the_same_folder_at_two_paths_is_one_dataset_and_one_leaderboard_group(tmp_path, caplog) -> None:
+    import shutil
+
+    from sparsebench.cli import main
+    from sparsebench.report.model import ReportOptions, build_report
+
+    from .conftest import records_in, write_beir
+
+    here = write_beir(tmp_path / "machine-a" / "faq-mini")
+    there = tmp_path / "machine-b" / "elsewhere" / "faq-mini"
+    shutil.copytree(here, there)
+    results = tmp_path / "results"
+    common = ("run", "--suite", "retrieval", "--results", str(results), "--in-process", "--no-progress")
+    assert main([*common, "--dataset", f"beir:{here}", "--method", "bm25"]) == 0
+    assert main([*common, "--dataset", f"beir:{there}", "--method", "bm25(k1=0.9)"]) == 0
+    # The same key from the other path is already done: nothing is measured twice.
+    assert main([*common, "--dataset", f"beir:{there}", "--method", "bm25"]) == 0
+    a, b = records_in(results / "retrieval.jsonl")
+    assert a["dataset"]["id"] == b["dataset"]["id"] == "beir:faq-mini"
+    assert a["dataset"]["checksum"] == b["dataset"]["checksum"]
+    assert a["dataset"]["ref"] == f"beir:{here}" and b["dataset"]["ref"] == f"beir:{there}"  # where it lay, for the record
+    report = build_report(results, ReportOptions())
+    [group] = report.groups
+    assert sorted(r.method for r in group.rows) == ["bm25", "bm25(k1=0.9)"]
+
+    # A split is part of the id; --dataset-name names it; a declared dataset cannot be renamed.
+    (there / "qrels" / "dev.tsv").write_text((there / "qrels" / "test.tsv").read_text())
+    assert main([*common, "--dataset", f"beir:{there}#dev", "--dataset-name", "mini", "--method", "bm25"]) == 0
+    assert records_in(results / "retrieval.jsonl")[-1]["dataset"]["id"] == "beir:mini#dev"
+    assert main([*common, "--dataset", "faq", "--dataset-name", "mine", "--method", "bm25"]) == 2
+    assert main([*common, "--dataset", f"beir:{there}", "--dataset-name", "a b", "--method", "bm25"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "is declared by retrieval@1" in errors[0] and "--dataset-name 'a b'" in errors[1]

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -60,6 +61,39 @@ def test_ndcg_equals_ir_measures_on_the_same_run(tiny_beir, results_dir, tmp_pat
     assert 0.5 < expected[ir_measures.nDCG @ 10] < 1.0  # non-trivial, so agreement means something
     assert rec["metrics"]["nDCG@10"]["value"] == pytest.approx(expected[ir_measures.nDCG @ 10], abs=1e-12)
     assert rec["metrics"]["RR@10"]["value"] == pytest.approx(expected[ir_measures.RR @ 10], abs=1e-12)
+
+
+def test_run_files_are_named_by_method_and_referenced_from_the_record(tiny_beir, results_dir, tmp_path, caplog) -> None:
+    runs = tmp_path / "runs"
+    common = ("--dataset", f"beir:{tiny_beir}", "--results", str(results_dir), "--in-process", "--save-runs", str(runs))
+    assert bench(*common, "--method", 'bm25(k1=0.9),bm25(stopwords="en_plus")') == 0
+    a, b = records_in(results_dir / "retrieval.jsonl")
+    assert a["run_file"] == str(runs / f"bm25(k1=0.9).{a['key'][:8]}.trec")
+    assert b["run_file"] == str(runs / f"bm25(stopwords=en_plus).{b['key'][:8]}.trec")
+    assert sorted(p.name for p in runs.iterdir()) == sorted(Path(r["run_file"]).name for r in (a, b))
+    for p in runs.iterdir():
+        p.unlink()
+    assert bench(*common, "--method", "bm25(k1=0.9)") == 0  # recorded already: nothing to write it from
+    assert not list(runs.iterdir())
+    assert any("no run file written" in r.getMessage() and "--force" in r.getMessage() for r in caplog.records)
+    # Characters a file name cannot hold (a model path's slashes, quotes) become _.
+    from sparsebench.runner import RunSpec, run_file_path
+
+    spec = RunSpec(suite_file="", suite="retrieval@1", task="retrieval", method='minilm(model="/models/my model")', dataset="faq",
+                   dataset_id="faq", dataset_checksum="c", metrics=("nDCG@10",), main_metric="nDCG@10", settings={}, profile_id="p")
+    assert run_file_path(runs, spec) == runs / f"minilm(model=__models_my_model_).{spec.key[:8]}.trec"
+
+
+def test_each_metric_carries_its_standard_error_over_queries(tiny_beir, results_dir) -> None:
+    import statistics
+
+    assert bench("--dataset", f"beir:{tiny_beir}", "--results", str(results_dir), "--in-process", "--method", "bm25(k1=0.9)") == 0
+    [rec] = records_in(results_dir / "retrieval.jsonl")
+    per_query = json.loads((results_dir / rec["per_query"]["path"]).read_text())
+    for name, m in rec["metrics"].items():
+        xs = [q[name] for q in per_query.values()]
+        assert m["stderr"] == pytest.approx(statistics.stdev(xs) / len(xs) ** 0.5, abs=1e-12)
+    assert rec["metrics"]["nDCG@10"]["stderr"] > 0  # the tiny data has queries of different difficulty
 
 
 def test_isolated_worker_records_its_own_peak_memory(tiny_beir, results_dir) -> None:

@@ -58,3 +58,34 @@ def test_paired_tests() -> None:
 def test_holm() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_and_permutation_memory_stays_bounded_at_20000_queries() -> None:
+    # One resamples x queries matrix would be 320 MB here (int64 indices, and as much again gathered).
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    values = rng.random(20_000)
+    tracemalloc.start()
+    lo, hi = bootstrap_ci(values, n_resamples=2000)
+    paired_test(values, values * 0.99, n_permutations=2000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert lo < values.mean() < hi
+    assert peak < 120 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_batched_draws_equal_one_draw() -> None:
+    from sparsebench import stats
+
+    rng = np.random.default_rng(2)
+    values = rng.random(50)
+    whole = bootstrap_ci(values, n_resamples=700)
+    whole_test = paired_test(values, values[::-1], n_permutations=500)
+    old = stats.BATCH_ELEMENTS
+    try:
+        stats.BATCH_ELEMENTS = 60  # one resample per batch, and then some
+        assert bootstrap_ci(values, n_resamples=700) == whole
+        assert paired_test(values, values[::-1], n_permutations=500) == whole_test
+    finally:
+        stats.BATCH_ELEMENTS = old

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def load_beir(folder: str | Path, split: str = "test", dataset_id: str | None = None) -> RetrievalDataset:
     root = Path(folder).expanduser()
-    did = dataset_id or f"beir:{folder}"
+    did = dataset_id or beir_dataset_id(str(folder), None if split == "test" else split, None)
     if not root.is_dir():
         raise DatasetError(f"{did}: folder {root} does not exist (expected corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")
     qrels_path = root / "qrels" / f"{split}.tsv"
@@ -49,6 +50,23 @@ def load_beir(folder: str | Path, split: str = "test", dataset_id: str | None = 
         # BEIR releases contain such judgments; they cannot be retrieved, so they only lower recall.
         log.warning("%s: %d judged document ids are not in the corpus (first: %s)", qrels_path, len(unknown_docs), sorted(unknown_docs)[0])
     return RetrievalDataset(id=did, corpus=corpus, queries=queries, qrels=qrels)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def beir_dataset_id(folder: str, split: str | None, name: str | None) -> str:
+    """`beir:NAME[#SPLIT]`, NAME the folder's own name unless given: the same data copied to
+    another path (another machine, a CI checkout) is the same dataset and one leaderboard group.
+    Where it lies stays in the record's `dataset.ref`; the content is pinned by the checksum."""
+    if name is None:
+        name = Path(folder).expanduser().resolve().name
+        if not _NAME.fullmatch(name):
+            raise DatasetError(f"beir:{folder}: the folder name {name!r} is not usable as a dataset name; "
+                               "give one with --dataset-name NAME (letters, digits, _ . -)")
+    elif not _NAME.fullmatch(name):
+        raise DatasetError(f"--dataset-name {name!r}: use 1-64 letters, digits, _ . - (starting with a letter or digit)")
+    return f"beir:{name}" + (f"#{split}" if split else "")
 
 
 def _jsonl(path: Path) -> Iterator[tuple[dict, Path, int]]:

@@ -28,21 +28,23 @@ def embedded_path(name: str) -> Path:
     return path
 
 
-def load_source(source: str, dataset_id: str | None = None) -> RetrievalDataset:
-    """Load by source string; `dataset_id` names it in records (defaults to the source)."""
+def load_source(source: str, dataset_id: str | None = None, name: str | None = None) -> RetrievalDataset:
+    """Load by source string; `dataset_id` names it in records (default: see `beir_dataset_id`)."""
     kind, _, rest = source.partition(":")
-    rest, _, split = rest.partition("#")
+    rest, has_split, split = rest.partition("#")
     split = split or "test"
     if not rest:
         raise DatasetError(f"dataset {source!r}: nothing after {kind}:")
+    if name is not None and kind != "beir":
+        raise DatasetError(f"--dataset-name names your own beir: folders; {source!r} already has its canonical id")
     if kind == "embedded":
         from .beir import load_beir
 
         return load_beir(embedded_path(rest), split, dataset_id or source)
     if kind == "beir":
-        from .beir import load_beir
+        from .beir import beir_dataset_id, load_beir
 
-        return load_beir(rest, split, dataset_id or source)
+        return load_beir(rest, split, dataset_id or beir_dataset_id(rest, split if has_split else None, name))
     if kind == "irds":
         from .irds import load_irds
 
@@ -72,9 +74,11 @@ def resolve(suite: Suite, ref: str | None) -> tuple[str, DatasetDecl | None]:
     )
 
 
-def load_dataset(suite: Suite, ref: str | None) -> RetrievalDataset:
+def load_dataset(suite: Suite, ref: str | None, name: str | None = None) -> RetrievalDataset:
     source, decl = resolve(suite, ref)
-    ds = load_source(source, decl.id if decl else None)
+    if decl is not None and name is not None:
+        raise DatasetError(f"--dataset-name names your own beir: folders; {decl.id!r} is declared by {suite.ref}")
+    ds = load_source(source, decl.id if decl else None, name)
     if decl is not None:
         check_declared(ds, decl, suite)
     check_usable(ds)

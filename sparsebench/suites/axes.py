@@ -26,6 +26,7 @@ TASK_COST_AXES: dict[str, dict[str, Axis]] = {
         "latency_p95_ms": Axis("ms", "lower", "single-query latency, 95th percentile"),
         "latency_p99_ms": Axis("ms", "lower", "single-query latency, 99th percentile"),
         "batch_throughput": Axis("queries/s", "higher", "all queries in batches of batch_size"),
-        "peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the worker process"),
+        "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory: above the worker's RSS once the data was loaded"),
+        "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process (interpreter, data and method)"),
     },
 }

@@ -8,13 +8,14 @@ evaluation. Methods only implement `open`, `index`, `search` and `save`.
 from __future__ import annotations
 
 import logging
-import resource
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import memory
 from ..datasets.types import RetrievalDataset
 from ..errors import ConfigError
 from ..methods.base import Hit, RetrievalMethod, RunContext
@@ -72,6 +73,8 @@ class RetrievalTask(Task):
             raise ValueError(f"dataset {dataset.id} has no query with a positive judgment")
         texts = [q.text for q in queries]
         k = settings.top_k
+        # The data is loaded: from here on, memory is the method's (see sparsebench.memory).
+        mem_base = memory.start()
 
         t0 = time.perf_counter()
         retriever = method.open(ctx)
@@ -115,7 +118,7 @@ class RetrievalTask(Task):
         for q in queries:
             per_query[q.id]["latency_ms"] = min(latencies[q.id]) / 1e6
 
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        peak_rss_mb, peak_note = memory.method_peak_mib(mem_base)
         n_q = len(all_ns)
         costs: dict[str, dict[str, Any]] = {
             "model_load_s": {"value": model_load_s, "unit": "s", "n": 1},
@@ -123,7 +126,8 @@ class RetrievalTask(Task):
             "encode_throughput": {"value": len(dataset.corpus) / build_s if build_s else None, "unit": "docs/s", "n": len(dataset.corpus)},
             "index_bytes": {"value": index_bytes, "unit": "B", "n": 1},
             "batch_throughput": {"value": len(texts) / batch_s, "unit": "queries/s", "n": len(texts), "batch_size": settings.batch_size},
-            "peak_rss_mb": {"value": peak_rss_mb, "unit": "MiB", "n": 1},
+            "peak_rss_mb": {"value": peak_rss_mb, "unit": "MiB", "n": 1, **({"note": peak_note} if peak_note else {})},
+            "process_peak_rss_mb": {"value": memory.process_peak_mib(), "unit": "MiB", "n": 1},
         }
         for q_, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
             value = quantile_ms(all_ns, q_)
@@ -159,18 +163,17 @@ def evaluate(
     per_query: dict[str, dict[str, float]] = {q.id: {m: 0.0 for m in metrics} for q in queries}
     for m in ir_measures.iter_calc(measures, qrels, run_dict):
         per_query[m.query_id][str(m.measure)] = float(m.value)
-    n = len(per_query)
-    values = {
-        name: {
-            "value": sum(pq[name] for pq in per_query.values()) / n,
-            "n": n,
-            "unit": "",
-            "direction": "higher",
-            "aggregation": "mean over judged queries",
-        }
-        for name in metrics
-    }
+    values = {name: _mean_with_stderr([pq[name] for pq in per_query.values()]) for name in metrics}
     return per_query, values
+
+
+def _mean_with_stderr(xs: list[float]) -> dict[str, Any]:
+    """Mean over queries and its standard error (sample stdev / sqrt(n), as lm-evaluation-harness
+    reports it; None for a single query, whose spread is unknown)."""
+    n = len(xs)
+    mean = sum(xs) / n
+    stderr = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n) if n > 1 else None
+    return {"value": mean, "stderr": stderr, "n": n, "unit": "", "direction": "higher", "aggregation": "mean over judged queries"}
 
 
 def write_trec_run(path: Path, run: dict[str, list[Hit]], tag: str) -> None:

@@ -1,0 +1,63 @@
+"""peak_rss_mb is the method's own: the same method on the same data costs the same memory,
+whichever loader the data came through; the whole process's peak is a second figure."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from sparsebench import memory
+from sparsebench.cli import main
+
+from .conftest import DOCS, EXTRA_QRELS, QUERIES, records_in
+
+
+def test_the_method_peak_counts_what_is_allocated_after_the_baseline() -> None:
+    base = memory.start()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    peak, note = memory.method_peak_mib(base)
+    del block
+    assert note == "" and 60 < peak < 100
+    again, _ = memory.method_peak_mib(memory.start())
+    assert again < 10  # the reset forgets the earlier peak
+
+
+def register_irds_copy(tmp_path: Path) -> str:
+    """The tiny collection in ir_datasets' own formats, registered in its registry."""
+    import ir_datasets
+    from ir_datasets.datasets.base import Dataset
+    from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries
+    from ir_datasets.util import LocalDownload
+
+    from .test_loaders_irds import TitledDoc
+
+    docs, queries, qrels = tmp_path / "docs.tsv", tmp_path / "queries.tsv", tmp_path / "qrels.txt"
+    docs.write_text("".join(f"{d}\t{t}\t{x}\n" for d, (t, x) in DOCS.items()))
+    queries.write_text("".join(f"{q}\t{x}\n" for q, (x, _) in QUERIES.items()))
+    judged = {q: {d: 1, **EXTRA_QRELS.get(q, {})} for q, (_, d) in QUERIES.items()}
+    qrels.write_text("".join(f"{q} 0 {d} {g}\n" for q, row in judged.items() for d, g in row.items()))
+    dataset_id = f"sparsebench-test/{uuid.uuid4().hex[:8]}"
+    ir_datasets.registry.register(dataset_id, Dataset(
+        TsvDocs(LocalDownload(docs), doc_cls=TitledDoc), TsvQueries(LocalDownload(queries)),
+        TrecQrels(LocalDownload(qrels), {0: "no", 1: "yes", 2: "very"})))
+    return dataset_id
+
+
+def test_bm25_costs_the_same_memory_via_beir_and_via_ir_datasets(tiny_beir, tmp_path) -> None:
+    # Isolated workers (the default): each reads the parent's snapshot of the data, so a dataset
+    # registered in this process at run time works there too, and no loader is charged to BM25.
+    dataset_id = register_irds_copy(tmp_path)
+    results = tmp_path / "results"
+    for source in (f"beir:{tiny_beir}", f"irds:{dataset_id}"):
+        assert main(["run", "--suite", "retrieval", "--dataset", source, "--results", str(results), "--method", "bm25",
+                     "--no-progress"]) == 0
+    via_beir, via_irds = records_in(results / "retrieval.jsonl")
+    assert via_beir["dataset"]["checksum"] == via_irds["dataset"]["checksum"]
+    assert via_beir["metrics"] == via_irds["metrics"]
+    own = [r["costs"]["peak_rss_mb"] for r in (via_beir, via_irds)]
+    assert all("note" not in c for c in own)
+    assert abs(own[0]["value"] - own[1]["value"]) < 10
+    for r in (via_beir, via_irds):
+        assert 0 < r["costs"]["peak_rss_mb"]["value"] < r["costs"]["process_peak_rss_mb"]["value"]

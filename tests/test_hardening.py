@@ -197,9 +197,10 @@ def test_a_lone_surrogate_in_a_method_id_is_refused(results_dir, caplog) -> None
 
 def test_a_suite_file_that_is_not_utf8_is_one_line(tmp_path, results_dir, caplog) -> None:
     suite = suite_file(tmp_path, BUILTIN.encode().replace(b"name: retrieval\n", b"name: retrieval\n# caf\xe9\n"))
+    line = BUILTIN.splitlines().index("name: retrieval") + 2
     assert main(["run", "--suite", str(suite), "--results", str(results_dir)]) == 2
     err = one_error(caplog)
-    assert f"{suite}:4: not UTF-8 (byte 0xe9" in err
+    assert f"{suite}:{line}: not UTF-8 (byte 0xe9" in err
 
 
 @pytest.mark.parametrize("name, line", [("corpus.jsonl", 3), ("queries.jsonl", 2), ("qrels/test.tsv", 4)])

@@ -161,3 +161,88 @@ def test_real_id_with_empty_cache_fails_fast(tmp_path: Path) -> None:
     assert f"irds:beir/scifact/test: the docs are not in the ir_datasets cache {home}" in line
     assert "ir_datasets.load('beir/scifact/test')" in line
     assert "copy that machine's IR_DATASETS_HOME folder" in line
+
+
+def _md5_of(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()
+
+
+GOOD_DOCS = b"d1\tAlpha title\talpha body text\nd2\t\tbeta body\n"
+
+
+def test_cached_file_failing_md5_is_named_not_called_a_failed_download(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shape ir_datasets' DownloadConfig builds: a local mirror IR_DATASETS_HOME/downloads/<md5>, then the
+    URL. A truncated copy there fails the md5 check; ir_datasets then tries the URL and re-raises only that
+    connection error, which used to be reported as a failed download."""
+    home = tmp_path / "irds_home"
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    expected = _md5_of(GOOD_DOCS)
+    drop_in = home / "downloads" / expected
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_bytes(GOOD_DOCS[:20])  # a partial copy
+    dataset_id = _register([
+        TsvDocs(Download([LocalDownload(drop_in), RequestsDownload(UNREACHABLE_URL)], expected_md5=expected,
+                         cache_path=str(home / "t" / "docs.tsv")), doc_cls=TitledDoc),
+        TsvQueries(LocalDownload(files["queries"])),
+        TrecQrels(LocalDownload(files["qrels"]), QRELS_DEFS),
+    ])
+
+    with pytest.raises(DatasetError) as err:
+        load_irds(dataset_id, offline=True)
+
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == (
+        f"irds:{dataset_id}: the cached docs file {drop_in} fails its md5 check (expected {expected}, "
+        f"found {_md5_of(GOOD_DOCS[:20])}): it is damaged or another file. Delete it so that ir_datasets "
+        f"downloads it again from {UNREACHABLE_URL}, or download {UNREACHABLE_URL} on a connected machine and "
+        f"put a copy whose md5 is {expected} at {drop_in}."
+    )
+    assert "downloading them failed" not in message
+    # and the advice works: the right file at the drop-in path loads
+    drop_in.write_bytes(GOOD_DOCS)
+    assert [d.id for d in load_irds(dataset_id, offline=True).corpus] == ["d1", "d2"]
+
+
+def test_file_at_cache_path_with_wrong_md5_is_named(files: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """ir_datasets uses a file already at cache_path without checking it; when reading it then fails,
+    the md5 mismatch is the reason given."""
+    home = tmp_path / "irds_home"
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    cached = home / "t" / "docs.tsv"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\xff\xfe not utf-8 and not a tsv")
+    expected = _md5_of(GOOD_DOCS)
+    dataset_id = _register([
+        TsvDocs(Download([RequestsDownload(UNREACHABLE_URL)], expected_md5=expected, cache_path=str(cached)),
+                doc_cls=TitledDoc),
+        TsvQueries(LocalDownload(files["queries"])),
+        TrecQrels(LocalDownload(files["qrels"]), QRELS_DEFS),
+    ])
+
+    with pytest.raises(DatasetError) as err:
+        load_irds(dataset_id, offline=True)
+
+    message = str(err.value)
+    assert f"the cached docs file {cached} fails its md5 check (expected {expected}, found {_md5_of(cached.read_bytes())})" in message
+    assert f"put a copy whose md5 is {expected} at {cached}" in message
+    assert UNREACHABLE_URL in message and "\n" not in message
+
+
+def test_missing_file_with_declared_md5_is_still_a_failed_download(files: dict[str, Path], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "irds_home"
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    expected = _md5_of(GOOD_DOCS)
+    dataset_id = _register([
+        TsvDocs(Download([LocalDownload(home / "downloads" / expected), RequestsDownload(UNREACHABLE_URL)],
+                         expected_md5=expected, cache_path=str(home / "t" / "docs.tsv"))),
+        TsvQueries(LocalDownload(files["queries"])),
+        TrecQrels(LocalDownload(files["qrels"]), QRELS_DEFS),
+    ])
+    with pytest.raises(DatasetError, match="downloading them failed"):
+        load_irds(dataset_id, offline=True)

@@ -4,7 +4,9 @@ retrieval repos (corpus / queries / qrels configs declared in README.md). Nothin
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -114,8 +116,9 @@ def test_local_task_class_loads_through_mteb(mono_dir: Path) -> None:
     ds = load_mteb_task(_mono_task(mono_dir))
 
     assert ds.id == "mteb:TinyMonoRetrieval"
+    # title and body joined by mteb's own corpus code (what its models read); no title left to join again
     assert [(d.id, d.title, d.text) for d in ds.corpus] == [
-        ("d1", "Alpha", "alpha body"), ("d2", "", "beta body"), ("d3", "Gamma", "gamma body"),
+        ("d1", "", "Alpha alpha body"), ("d2", "", "beta body"), ("d3", "", "Gamma gamma body"),
     ]
     assert sorted((q.id, q.text) for q in ds.queries) == [("q1", "what is alpha"), ("q2", "gamma please")]
     assert ds.qrels == {"q1": {"d1": 2, "d2": 0}, "q2": {"d3": 1}}
@@ -143,7 +146,7 @@ def test_multilingual_task_loads_only_the_chosen_subset(multi_dir: Path) -> None
 
 
 def test_multilingual_task_requires_a_known_subset(multi_dir: Path) -> None:
-    with pytest.raises(DatasetError, match=r"has 2 subsets; choose one \(e\.g\. en, de\)"):
+    with pytest.raises(DatasetError, match=r"has 2 subsets; choose one as mteb:TinyMultiRetrieval#SPLIT:SUBSET \(subsets: en, de\)\."):
         load_mteb_task(_multi_task(multi_dir), split="dev")
     with pytest.raises(DatasetError, match=r"has no subset 'dee'\. Did you mean: de\?"):
         load_mteb_task(_multi_task(multi_dir), split="dev", subset="dee")
@@ -229,3 +232,263 @@ def test_real_task_with_empty_hf_home_and_hub_offline(tmp_path: Path) -> None:
     assert f"HF_DATASETS_CACHE={home / 'datasets'}" in message
     assert "not used (offline mode)" in message
     assert "python -c \"import mteb; mteb.get_task('SciFact', eval_splits=['test']).load_data()\"" in message
+
+
+# --- Hub snapshots, Arrow caches, subsets, MTEB's scores, the optional extra (issue 6) -------------------------
+
+from sparsebench.cli import main  # noqa: E402
+from .conftest import records_in  # noqa: E402
+from .mteb_fixtures import (  # noqa: E402
+    OTHER_REVISION, REVISION, HubRepo, SubsetRows, register_task, task_class, write_arrow_cache, write_hub_snapshot,
+    write_repo_files,
+)
+
+HUB_REPO_ID = "mteb/sparsebench-tiny"
+# q1 is also a document id (as in ArguAna/Quora) and shares every word with q1: mteb's tasks that set
+# ignore_identical_ids drop it from q1's hits before scoring
+HUB_ROWS = SubsetRows(
+    corpus=[
+        {"_id": "d1", "title": "Alpha", "text": "alpha body about the first letter"},
+        {"_id": "d2", "title": "", "text": "beta body about the second letter"},
+        {"_id": "d3", "title": "Gamma", "text": "gamma ray burst"},
+        {"_id": "d4", "title": "Letters", "text": "alpha beta gamma delta"},
+        {"_id": "q1", "title": "What is alpha", "text": "what is alpha exactly"},
+    ],
+    queries=[
+        {"_id": "q1", "text": "what is alpha exactly"},
+        {"_id": "q2", "text": "gamma burst"},
+        {"_id": "q3", "text": "second letter beta"},
+    ],
+    qrels=[
+        {"query-id": "q1", "corpus-id": "d1", "score": 2},
+        {"query-id": "q1", "corpus-id": "d4", "score": 1},
+        {"query-id": "q2", "corpus-id": "d3", "score": 1},
+        {"query-id": "q3", "corpus-id": "d2", "score": 1},
+        {"query-id": "q3", "corpus-id": "d4", "score": 0},
+    ],
+)
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tmp HF_HOME: huggingface_hub and datasets read these module globals at call time."""
+    home = tmp_path / "hf_home"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(home))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    return home
+
+
+def _bench(dataset: str, results: Path, *extra: str) -> int:
+    return main(["run", "--suite", "retrieval", "--dataset", dataset, "--method", "bm25", "--in-process",
+                 "--results", str(results), "--no-progress", *extra])
+
+
+def _error_lines(caplog: pytest.LogCaptureFixture, word: str) -> list[str]:
+    """The CLI's error lines (it logs bad input at ERROR and exits 2) that mention `word`."""
+    return [ln for r in caplog.records if r.levelno >= logging.ERROR for ln in r.getMessage().splitlines() if word in ln]
+
+
+def _only_record(results: Path) -> dict[str, Any]:
+    [rec] = records_in(results / "retrieval.jsonl")
+    assert rec["status"] == "ok", rec.get("error")
+    return rec
+
+
+def test_hub_snapshot_and_arrow_cache_load_offline_to_the_same_dataset_and_scores(
+        hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = HubRepo(HUB_REPO_ID, REVISION, {"default": HUB_ROWS})
+    register_task(monkeypatch, task_class("SparsebenchTinyHub", HUB_REPO_ID, REVISION, ["eng-Latn"],
+                                          ignore_identical_ids=True))
+    snapshot = write_hub_snapshot(hf_home / "hub", repo)
+
+    # 1. only the Hub snapshot (what `hf download` leaves); datasets alone refuses it offline
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConnectionError, match="Couldn't reach"):
+        datasets.load_dataset(HUB_REPO_ID, "corpus", revision=REVISION)
+    assert _bench("mteb:SparsebenchTinyHub", tmp_path / "from-snapshot") == 0
+    from_snapshot = _only_record(tmp_path / "from-snapshot")
+    from_snapshot_ds = load_mteb("SparsebenchTinyHub", offline=True)
+
+    # 2. only the Arrow cache (what an online `load_dataset` leaves), in a fresh HF_HOME
+    arrow_home = tmp_path / "hf_home_arrow"
+    write_arrow_cache(arrow_home / "datasets", repo, snapshot)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(arrow_home / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", arrow_home / "datasets")
+    assert _bench("mteb:SparsebenchTinyHub", tmp_path / "from-arrow") == 0
+    from_arrow = _only_record(tmp_path / "from-arrow")
+    from_arrow_ds = load_mteb("SparsebenchTinyHub", offline=True)
+
+    assert from_snapshot_ds.checksum == from_arrow_ds.checksum == from_snapshot["dataset"]["checksum"]
+    assert from_arrow["dataset"]["checksum"] == from_snapshot["dataset"]["checksum"]
+    assert from_arrow["metrics"] == from_snapshot["metrics"]
+    source = {"revision": REVISION, "subset": "default", "hf_path": HUB_REPO_ID}
+    assert from_snapshot["dataset"]["source"] == from_arrow["dataset"]["source"] == source
+    assert dict(from_snapshot_ds.source_info) == source
+    assert from_snapshot_ds.ignore_identical_ids
+    assert from_snapshot_ds.counts == {"documents": 5, "queries": 3, "qrels": 5}
+
+
+def test_snapshot_of_another_revision_is_refused_naming_both(
+        hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    write_hub_snapshot(hf_home / "hub", HubRepo(HUB_REPO_ID, OTHER_REVISION, {"default": HUB_ROWS}))
+    register_task(monkeypatch, task_class("SparsebenchTinyHub", HUB_REPO_ID, REVISION, ["eng-Latn"]))
+
+    assert _bench("mteb:SparsebenchTinyHub", tmp_path / "results") == 2
+    [line] = _error_lines(caplog, "SparsebenchTinyHub")
+    assert f"is revision {OTHER_REVISION}, but the task pins revision {REVISION}" in line
+    assert f"hf download {HUB_REPO_ID} --repo-type dataset --revision {REVISION}" in line
+    assert not (tmp_path / "results" / "retrieval.jsonl").exists()
+
+
+def test_arrow_cache_of_another_revision_is_refused(hf_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    other = HubRepo(HUB_REPO_ID, OTHER_REVISION, {"default": HUB_ROWS})
+    write_repo_files(other, tmp_path / "repo-files")
+    write_arrow_cache(hf_home / "datasets", other, tmp_path / "repo-files")
+    register_task(monkeypatch, task_class("SparsebenchTinyHub", HUB_REPO_ID, REVISION, ["eng-Latn"]))
+
+    with pytest.raises(DatasetError, match=rf"is revision {OTHER_REVISION}, but the task pins revision {REVISION}"):
+        load_mteb("SparsebenchTinyHub", offline=True)
+
+
+def test_arrow_cache_with_a_newer_other_revision_is_refused(hf_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """datasets' offline cache takes the newest copy whatever its revision: what was read is checked."""
+    for revision in (REVISION, OTHER_REVISION):  # the other one is prepared last, so it is the newest
+        repo = HubRepo(HUB_REPO_ID, revision, {"default": HUB_ROWS})
+        write_repo_files(repo, tmp_path / revision)
+        write_arrow_cache(hf_home / "datasets", repo, tmp_path / revision)
+    register_task(monkeypatch, task_class("SparsebenchTinyHub", HUB_REPO_ID, REVISION, ["eng-Latn"]))
+
+    with pytest.raises(DatasetError, match=rf"is revision {OTHER_REVISION}, but the task pins revision {REVISION}"):
+        load_mteb("SparsebenchTinyHub", offline=True)
+
+
+def _multi_repo() -> HubRepo:
+    def rows(lang: str, word: str) -> SubsetRows:
+        return SubsetRows(corpus=[{"_id": f"{lang}1", "title": "", "text": word},
+                                  {"_id": f"{lang}2", "title": "", "text": "other"}],
+                          queries=[{"_id": f"{lang}-q", "text": f"{word}?"}],
+                          qrels=[{"query-id": f"{lang}-q", "corpus-id": f"{lang}1", "score": 1}], split="dev")
+    return HubRepo("mteb/sparsebench-tiny-multi", REVISION, {"en": rows("en", "house"), "de": rows("de", "haus")})
+
+
+def test_multi_subset_task_selects_subset_from_the_dataset_id(
+        hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    repo = _multi_repo()
+    write_hub_snapshot(hf_home / "hub", repo)
+    register_task(monkeypatch, task_class("SparsebenchTinyMulti", repo.repo_id, REVISION,
+                                          {"en": ["eng-Latn"], "de": ["deu-Latn"]}, eval_splits=["dev"]))
+
+    assert _bench("mteb:SparsebenchTinyMulti#dev:de", tmp_path / "results") == 0
+    rec = _only_record(tmp_path / "results")
+    assert rec["dataset"]["source"] == {"revision": REVISION, "subset": "de", "hf_path": repo.repo_id}
+    assert rec["dataset"]["counts"] == {"documents": 2, "queries": 1, "qrels": 1}
+    ds = load_mteb("SparsebenchTinyMulti", "dev", "de", offline=True)
+    assert [(d.id, d.text) for d in ds.corpus] == [("de1", "haus"), ("de2", "other")]
+
+    caplog.clear()
+    assert _bench("mteb:SparsebenchTinyMulti#dev", tmp_path / "results-none") == 2
+    [line] = _error_lines(caplog, "SparsebenchTinyMulti")
+    assert "has 2 subsets; choose one as mteb:SparsebenchTinyMulti#SPLIT:SUBSET (subsets: en, de)." in line
+
+
+def test_ndcg_equals_mtebs_own_retrieval_evaluator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same run, scored by the suite and by mteb's RetrievalEvaluator (identical ids ignored, titles joined by mteb)."""
+    from mteb._evaluators import RetrievalEvaluator
+    from mteb.timing import TimingStack
+
+    folder = tmp_path / "tiny-ids"
+    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": HUB_ROWS}), folder)
+    cls = task_class("SparsebenchTinyIds", str(folder), "local", ["eng-Latn"], ignore_identical_ids=True)
+    register_task(monkeypatch, cls)
+
+    assert _bench("mteb:SparsebenchTinyIds", tmp_path / "results", "--save-runs", str(tmp_path / "runs")) == 0
+    rec = _only_record(tmp_path / "results")
+    [run_file] = (tmp_path / "runs").glob("*.trec")
+    results: dict[str, dict[str, float]] = {}
+    for line in run_file.read_text().splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        results.setdefault(qid, {})[doc] = float(score)
+    # The run file already leaves out the identical id (so trec_eval on it agrees with the record);
+    # BM25 retrieves it (the query is that document's text): put it back, on top, for mteb to ignore.
+    assert "q1" not in results["q1"]
+    results["q1"]["q1"] = max(results["q1"].values()) + 1.0
+
+    task = cls()
+    task.load_data()
+    split = task.dataset["default"]["test"]
+    evaluator = RetrievalEvaluator(split["corpus"], split["queries"], task_metadata=task.metadata, hf_split="test",
+                                   hf_subset="default", top_k=100, timer=TimingStack())
+    as_is = evaluator.evaluate(split["relevant_docs"], copy.deepcopy(results), [10], ignore_identical_ids=False)
+    scores = evaluator.evaluate(split["relevant_docs"], results, [10], ignore_identical_ids=task.ignore_identical_ids)
+    per_query = [s["ndcg_cut_10"] for s in scores.all_scores.values()]
+
+    ours = rec["metrics"]["nDCG@10"]["value"]
+    assert len(per_query) == rec["metrics"]["nDCG@10"]["n"] == 3
+    assert abs(ours - sum(per_query) / len(per_query)) < 1e-9
+    assert round(ours, 5) == scores.ndcg["NDCG@10"]  # mteb reports its mean rounded to 5 places
+    assert as_is.ndcg["NDCG@10"] != scores.ndcg["NDCG@10"]  # the identical id changes mteb's score
+
+
+def test_corpus_text_is_mtebs_joined_text(tmp_path: Path) -> None:
+    from mteb._create_dataloaders import _retrieval_texts
+    from mteb.types import PromptType
+
+    folder = tmp_path / "tiny-ids"
+    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": HUB_ROWS}), folder)
+    task = task_class("SparsebenchTinyIds", str(folder), "local", ["eng-Latn"])()
+    ds = load_mteb_task(task)
+
+    corpus = task.dataset["default"]["test"]["corpus"]
+    assert [d.text for d in ds.corpus] == _retrieval_texts(corpus, PromptType.document)
+    assert [d.full_text for d in ds.corpus] == [d.text for d in ds.corpus]  # no encoder joins a title again
+    assert ds.corpus[0].text == "Alpha alpha body about the first letter"
+
+
+def test_missing_mteb_extra_is_one_line_on_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "mteb", None)  # `import mteb` now raises ImportError, as when not installed
+
+    assert _bench("mteb:SciFact", tmp_path / "results") == 2
+    lines = _error_lines(caplog, "mteb")
+    assert len(lines) == 1, lines
+    assert "mteb:SciFact: loading MTEB tasks needs the optional mteb extra: pip install 'sparsebench[mteb]'" in lines[0]
+    assert not (tmp_path / "results" / "retrieval.jsonl").exists()
+
+
+def test_snapshot_load_leaves_the_task_pointing_at_its_hub_repo(hf_home: Path) -> None:
+    """The snapshot folder is given to this load only: the task (and its class, shared by every instance)
+    still names the Hub repo and revision afterwards."""
+    write_hub_snapshot(hf_home / "hub", HubRepo(HUB_REPO_ID, REVISION, {"default": HUB_ROWS}))
+    cls = task_class("SparsebenchTinyHub", HUB_REPO_ID, REVISION, ["eng-Latn"])
+    task = cls()
+
+    ds = load_mteb_task(task, offline=True)
+
+    assert ds.counts["documents"] == 5 and task.data_loaded
+    assert task.metadata.dataset == cls.metadata.dataset == {"path": HUB_REPO_ID, "revision": REVISION}
+
+
+def test_real_task_flags_identical_ids_as_mteb_does() -> None:
+    """mteb 2.x keeps the convention as a task attribute (ArguAna sets it, SciFact does not)."""
+    assert mteb.get_task("ArguAna").ignore_identical_ids is True
+    assert mteb.get_task("SciFact").ignore_identical_ids is False
+
+
+def test_missing_mteb_extra_in_a_fresh_process(tmp_path: Path) -> None:
+    """As on an install without the extra: mteb unimportable before sparsebench is imported at all."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["mteb"] = None  # `import mteb` raises ImportError from here on
+        from sparsebench.cli import main
+        sys.exit(main(["run", "--suite", "retrieval", "--dataset", "mteb:SciFact", "--method", "bm25",
+                       "--in-process", "--results", {str(tmp_path / "results")!r}, "--no-progress"]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if "mteb" in ln]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "mteb:SciFact: loading MTEB tasks needs the optional mteb extra: pip install 'sparsebench[mteb]'" in lines[0]

@@ -61,3 +61,38 @@ def test_bm25_costs_the_same_memory_via_beir_and_via_ir_datasets(tiny_beir, tmp_
     assert abs(own[0]["value"] - own[1]["value"]) < 10
     for r in (via_beir, via_irds):
         assert 0 < r["costs"]["peak_rss_mb"]["value"] < r["costs"]["process_peak_rss_mb"]["value"]
+
+
+def test_bm25_costs_the_same_memory_via_beir_and_via_mteb(tmp_path, monkeypatch) -> None:
+    # The acceptance case of the issue: the mteb loader (mteb, datasets, polars: hundreds of MiB)
+    # runs in the parent only; the worker charges BM25 the same memory as for the BEIR folder.
+    import json
+
+    from .mteb_fixtures import HubRepo, SubsetRows, register_task, task_class, write_repo_files
+
+    docs = {f"d{i}": f"passage {i} about " + " ".join(f"w{(i * j) % 31}" for j in range(12)) for i in range(40)}
+    queries = {"q1": "w3 w7 passage", "q2": "w11 w5", "q3": "about w2 w9"}
+    qrels = {"q1": {"d3": 1}, "q2": {"d5": 2, "d6": 1}, "q3": {"d9": 1}}
+    rows = SubsetRows(
+        corpus=[{"_id": d, "title": "", "text": t} for d, t in docs.items()],
+        queries=[{"_id": q, "text": t} for q, t in queries.items()],
+        qrels=[{"query-id": q, "corpus-id": d, "score": g} for q, row in qrels.items() for d, g in row.items()],
+    )
+    folder = tmp_path / "tiny-mteb"
+    write_repo_files(HubRepo("mteb/sparsebench-memory", "local", {"default": rows}), folder)
+    register_task(monkeypatch, task_class("SparsebenchMemory", str(folder), "local", ["eng-Latn"]))
+    beir = tmp_path / "tiny-beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in docs.items()))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (beir / "qrels" / "test.tsv").write_text("".join(f"{q}\t{d}\t{g}\n" for q, row in qrels.items() for d, g in row.items()))
+
+    results = tmp_path / "results"
+    for source in (f"beir:{beir}", "mteb:SparsebenchMemory"):
+        assert main(["run", "--suite", "retrieval", "--dataset", source, "--results", str(results), "--method", "bm25",
+                     "--no-progress"]) == 0
+    via_beir, via_mteb = records_in(results / "retrieval.jsonl")
+    assert via_beir["dataset"]["checksum"] == via_mteb["dataset"]["checksum"]  # the same data
+    assert via_beir["metrics"] == via_mteb["metrics"]
+    a, b = (r["costs"]["peak_rss_mb"]["value"] for r in (via_beir, via_mteb))
+    assert abs(a - b) < 10, (a, b)

@@ -79,7 +79,7 @@ def test_run_files_are_named_by_method_and_referenced_from_the_record(tiny_beir,
     # Characters a file name cannot hold (a model path's slashes, quotes) become _.
     from sparsebench.runner import RunSpec, run_file_path
 
-    spec = RunSpec(suite_file="", suite="retrieval@1", task="retrieval", method='minilm(model="/models/my model")', dataset="faq",
+    spec = RunSpec(suite_file="", suite="retrieval@2", task="retrieval", method='minilm(model="/models/my model")', dataset="faq",
                    dataset_id="faq", dataset_checksum="c", metrics=("nDCG@10",), main_metric="nDCG@10", settings={}, profile_id="p")
     assert run_file_path(runs, spec) == runs / f"minilm(model=__models_my_model_).{spec.key[:8]}.trec"
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,9 @@ def load_irds(dataset_id: str, *, offline: bool | None = None) -> RetrievalDatas
     if offline is None:
         offline = offline_requested()
     with _download_settings(offline):
-        corpus = tuple(_read(dataset_id, "docs", dataset.docs_iter, _to_document))
-        queries = tuple(_read(dataset_id, "queries", dataset.queries_iter, _to_query))
-        qrels = _collect_qrels(_read(dataset_id, "qrels", dataset.qrels_iter, _to_judgment))
+        corpus = tuple(_read(dataset_id, "docs", dataset, _to_document))
+        queries = tuple(_read(dataset_id, "queries", dataset, _to_query))
+        qrels = _collect_qrels(_read(dataset_id, "qrels", dataset, _to_judgment))
     logger.info("irds:%s: %d documents, %d queries, %d judged queries",
                 dataset_id, len(corpus), len(queries), len(qrels))
     return RetrievalDataset(id=f"{ID_PREFIX}{dataset_id}", corpus=corpus, queries=queries, qrels=qrels)
@@ -125,14 +127,18 @@ def _refuse_download(self: Any, *args: Any, **kwargs: Any) -> Any:
     raise OfflineDownloadRefused(f"offline (SPARSEBENCH_OFFLINE / HF_HUB_OFFLINE set): not downloading {where}")
 
 
-def _read(dataset_id: str, part: str, iter_fn: Any, convert: Any) -> Iterator[Any]:
-    """Iterate one part, converting records; any failure (usually a download) becomes a DatasetError."""
+def _read(dataset_id: str, part: str, dataset: Any, convert: Any) -> Iterator[Any]:
+    """Iterate one part, converting records; any failure (usually a download) becomes a DatasetError.
+    A damaged cached file is named as such: re-downloading cannot help while it stays in the cache."""
     try:
-        for record in iter_fn():
+        for record in getattr(dataset, f"{part}_iter")():
             yield convert(record)
     except DatasetError:
         raise
     except Exception as exc:  # ir_datasets raises anything from requests errors to RuntimeError
+        bad = _corrupt_cached_file(getattr(dataset, f"{part}_handler")())
+        if bad is not None:
+            raise DatasetError(bad.message(dataset_id, part)) from exc
         raise _read_error(dataset_id, part, exc) from exc
 
 
@@ -225,3 +231,83 @@ def _root_message(exc: BaseException) -> str:
     text = text if len(text) <= 200 else text[:197] + "..."
     url = next((e.request.url for e in exception_chain(exc) if getattr(getattr(e, "request", None), "url", None)), None)
     return f"{text} for {url}" if url else text
+
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    """A file in the ir_datasets cache whose md5 is not the one its Download declares."""
+
+    path: Path
+    expected_md5: str
+    found_md5: str
+    drop_in: Path  # where ir_datasets looks for a correct copy of this file
+    url: str | None  # where ir_datasets downloads it from
+
+    def message(self, dataset_id: str, part: str) -> str:
+        source = f" from {self.url}" if self.url else ""
+        fetch = f"download {self.url} on a connected machine and " if self.url else ""
+        return (
+            f"irds:{dataset_id}: the cached {part} file {self.path} fails its md5 check "
+            f"(expected {self.expected_md5}, found {self.found_md5}): it is damaged or another file. "
+            f"Delete it so that ir_datasets downloads it again{source}, or {fetch}put a copy whose md5 is "
+            f"{self.expected_md5} at {self.drop_in}."
+        )
+
+
+def _corrupt_cached_file(handler: Any) -> CorruptFile | None:
+    """The first existing local file of this part's Downloads whose md5 differs from the declared one.
+
+    Checked only after a read failed. ir_datasets loses its own HashVerificationError when a local
+    mirror (IR_DATASETS_HOME/downloads/<md5>) is wrong and the remote mirror then fails too (it re-raises
+    only the last mirror's error), so the md5 is recomputed here rather than read from the exception.
+    A file already at `cache_path` is used by ir_datasets unverified, so a wrong one there surfaces as a
+    parse error; it is checked as well.
+    """
+    from ir_datasets.util import LocalDownload
+
+    for dl in _downloads(handler):
+        if not dl.expected_md5:
+            continue
+        cache_path = Path(dl._cache_path) if dl._cache_path and dl._cache_path != os.devnull else None
+        local = [m._path for m in dl.mirrors if isinstance(m, LocalDownload)]
+        for path in [*local, *([cache_path] if cache_path else [])]:
+            if not path.is_file():
+                continue
+            try:
+                found = _md5(path)
+            except OSError:  # unreadable: the original error is the better report
+                continue
+            if found != dl.expected_md5.lower():
+                url = next((m.url for m in dl.mirrors if isinstance(getattr(m, "url", None), str)), None)
+                return CorruptFile(path, dl.expected_md5.lower(), found, path, url)
+    return None
+
+
+def _downloads(root: Any, depth: int = 6) -> Iterator[Any]:
+    """Every ir_datasets Download reachable from a part handler (through TarExtract, GzipExtract, ...)."""
+    from ir_datasets.util import Download
+
+    seen: set[int] = set()
+    stack = [(root, 0)]
+    while stack:
+        obj, level = stack.pop()
+        if obj is None or id(obj) in seen or level > depth:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Download):
+            yield obj
+            continue
+        # Only ir_datasets' own objects are walked: their wrappers keep the wrapped streamer in an attribute.
+        if type(obj).__module__.startswith("ir_datasets") and hasattr(obj, "__dict__"):
+            for value in vars(obj).values():
+                values = value if isinstance(value, (list, tuple)) else [value]
+                stack.extend((v, level + 1) for v in values)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):  # 1 MiB blocks: cached corpora reach GiB
+            digest.update(block)
+    return digest.hexdigest()

@@ -112,6 +112,8 @@ class RetrievalTask(Task):
         batch_ns = time_each(lambda i: retriever.search(batches[i], k), len(batches))
         batch_s = sum(batch_ns) / 1e9
 
+        if dataset.ignore_identical_ids:  # before the run file too, so trec_eval on it agrees with the record
+            run = {qid: [(doc, score) for doc, score in hits if doc != qid] for qid, hits in run.items()}
         if run_file is not None:
             write_trec_run(run_file, run, str(method))
         per_query, metric_values = evaluate(dataset, run, metrics, queries)
@@ -158,8 +160,7 @@ def evaluate(
 
     measures = [ir_measures.parse_measure(m) for m in metrics]
     qrels = {q.id: dict(dataset.qrels[q.id]) for q in queries}
-    run_dict = {qid: {doc: score for doc, score in hits if not (dataset.ignore_identical_ids and doc == qid)}
-                for qid, hits in run.items() if hits}
+    run_dict = {qid: {doc: score for doc, score in hits} for qid, hits in run.items() if hits}
     per_query: dict[str, dict[str, float]] = {q.id: {m: 0.0 for m in metrics} for q in queries}
     for m in ir_measures.iter_calc(measures, qrels, run_dict):
         per_query[m.query_id][str(m.measure)] = float(m.value)

@@ -246,3 +246,34 @@ def test_missing_file_with_declared_md5_is_still_a_failed_download(files: dict[s
     ])
     with pytest.raises(DatasetError, match="downloading them failed"):
         load_irds(dataset_id, offline=True)
+
+
+def test_a_real_id_from_its_native_cache_layout_equals_the_beir_folder(tmp_path: Path) -> None:
+    """`irds:beir/scifact/test` served from ir_datasets' own cache: the source zip at the path its
+    download config names (IR_DATASETS_HOME/beir/scifact/source.zip), from which ir_datasets
+    builds its docstore itself. Our tiny collection stands in for SciFact (ir_datasets does not
+    re-check the md5 of a file already in its cache). The same files as a BEIR folder must give
+    the same checksum and the same scores."""
+    import json
+    import zipfile
+
+    from .conftest import REPO, write_beir
+
+    folder = write_beir(tmp_path / "scifact")
+    cache = tmp_path / "irds_home" / "beir" / "scifact"
+    cache.mkdir(parents=True)
+    with zipfile.ZipFile(cache / "source.zip", "w") as z:
+        for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+            z.write(folder / name, f"scifact/{name}")
+    env = {**os.environ, "IR_DATASETS_HOME": str(tmp_path / "irds_home"), "SPARSEBENCH_OFFLINE": "1"}
+    results = tmp_path / "results"
+    for dataset in ("irds:beir/scifact/test", f"beir:{folder}"):
+        run = subprocess.run([sys.executable, "-m", "sparsebench.cli", "run", "--suite", "retrieval", "--dataset", dataset,
+                              "--method", "bm25", "--results", str(results), "--no-progress"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+    via_irds, via_beir = (json.loads(line) for line in (results / "retrieval.jsonl").read_text().splitlines())
+    assert via_irds["dataset"]["id"] == "irds:beir/scifact/test" and via_beir["dataset"]["id"] == "beir:scifact"
+    assert via_irds["dataset"]["checksum"] == via_beir["dataset"]["checksum"]
+    assert via_irds["metrics"] == via_beir["metrics"]
+    assert (cache / "docs.pklz4").exists()  # ir_datasets read the zip through its own machinery

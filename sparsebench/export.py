@@ -30,7 +30,7 @@ from .records import suite_version
 log = logging.getLogger(__name__)
 
 TABLE_FORMATS = ("csv", "parquet")
-FORMATS = (*TABLE_FORMATS, "trec-qrels", "mteb")
+FORMATS = (*TABLE_FORMATS, "trec-qrels", "mteb", "pytest-benchmark")
 UNITS_METADATA_KEY = b"sparsebench.units"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BASE_COLUMNS = ("suite", "version", "method", "family", "params", "dataset", "profile", "fingerprint", "commit", "status",
@@ -45,13 +45,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "and cost column's unit and kind in FILE.units.csv (and, for Parquet, in the schema metadata). In CSV, "
         "text cells starting with = + - @, a tab or CR get a leading ' so that a spreadsheet shows them instead "
         "of running them. --format trec-qrels writes a dataset's judgments (qid 0 docid grade); --format mteb "
-        "writes one mteb TaskResult JSON per dataset, profile and method.",
+        "writes one mteb TaskResult JSON per dataset, profile and method; --format pytest-benchmark writes the "
+        "per-query latencies as a pytest-benchmark JSON file (pytest-benchmark compare FILE reads it).",
         epilog="exit codes: 0 written, 2 bad input (unknown format, corrupt results file)",
     )
     p.add_argument("--format", choices=FORMATS, required=True,
                    help="csv or parquet (records, units in FILE.units.csv); trec-qrels (a dataset's judgments, "
                    "for trec_eval/ir-measures/ranx with bench run --save-runs); mteb (one mteb TaskResult JSON "
-                   "per dataset, profile and method, under DIR)")
+                   "per dataset, profile and method, under DIR); pytest-benchmark (latencies, one JSON file)")
     p.add_argument("--out", type=Path, required=True, metavar="PATH", help="file to write (a directory for mteb)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
     p.add_argument("--status", choices=("ok", "all"), help="csv/parquet: only ok records (default) or all of them")
@@ -199,8 +200,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise BenchError(f"--suite/--dataset choose a dataset for --format trec-qrels, not {args.format}")
     if not table and args.status:
         raise BenchError(f"--status applies to csv and parquet; --format {args.format} exports ok records only")
-    if args.format == "mteb" and (args.suite or args.dataset):
-        raise BenchError("--format mteb exports records from --results; --suite/--dataset are for trec-qrels")
+    if args.format in ("mteb", "pytest-benchmark") and (args.suite or args.dataset):
+        raise BenchError(f"--format {args.format} exports records from --results; --suite/--dataset are for trec-qrels")
 
 
 def run(args: argparse.Namespace) -> int:

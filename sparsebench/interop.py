@@ -37,6 +37,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=,()+@-]")
 def run(args: argparse.Namespace) -> int:
     if args.format == "trec-qrels":
         return export_qrels(args.suite or DEFAULT_SUITE, args.dataset, args.out)
+    if args.format == "pytest-benchmark":
+        from .benchjson import export_pytest_benchmark
+
+        return export_pytest_benchmark(args.results, args.out)
     return export_mteb(args.results, args.out)
 
 

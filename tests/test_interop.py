@@ -103,3 +103,29 @@ def test_mteb_keeps_the_latest_ok_record_of_a_method(tmp_path: Path) -> None:
 
 def test_mteb_export_with_no_results_is_bad_input(tmp_path: Path) -> None:
     assert bench("export", "--format", "mteb", "--out", str(tmp_path / "m"), "--results", str(tmp_path / "none")) == 2
+
+
+def test_pytest_benchmark_json_is_read_by_pytest_benchmark_compare(tmp_path: Path) -> None:
+    import csv
+    import statistics
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    shutil.copytree(SAMPLE_RESULTS, results)
+    out = tmp_path / "bench.json"
+    assert main(["export", "--format", "pytest-benchmark", "--results", str(results), "--out", str(out)]) == 0
+    table = tmp_path / "compare.csv"
+    done = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", str(out), f"--csv={table}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"].rsplit("::", 1)[1]: r for r in csv.DictReader(table.open())}
+    recs = [json.loads(line) for line in (results / "retrieval.jsonl").read_text().splitlines()]
+    assert set(rows) == {r["method"] for r in recs}
+    for rec in recs:
+        per_query = json.loads((results / rec["per_query"]["path"]).read_text())
+        seconds = [q["latency_ms"] / 1000 for q in per_query.values()]
+        row = rows[rec["method"]]
+        assert int(row["rounds"]) == len(seconds) == rec["metrics"]["nDCG@10"]["n"]
+        assert float(row["median"]) == pytest.approx(statistics.median(seconds), rel=1e-9)
+        assert float(row["min"]) == pytest.approx(min(seconds), rel=1e-9)

@@ -400,7 +400,10 @@ def test_ndcg_equals_mtebs_own_retrieval_evaluator(tmp_path: Path, monkeypatch: 
     from mteb.timing import TimingStack
 
     folder = tmp_path / "tiny-ids"
-    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": HUB_ROWS}), folder)
+    # q4 is judged, but only with grade 0: mteb scores it (0), trec_eval's convention would drop it.
+    rows = SubsetRows(corpus=HUB_ROWS.corpus, queries=[*HUB_ROWS.queries, {"_id": "q4", "text": "delta letters"}],
+                      qrels=[*HUB_ROWS.qrels, {"query-id": "q4", "corpus-id": "d4", "score": 0}])
+    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": rows}), folder)
     cls = task_class("SparsebenchTinyIds", str(folder), "local", ["eng-Latn"], ignore_identical_ids=True)
     register_task(monkeypatch, cls)
 
@@ -426,7 +429,7 @@ def test_ndcg_equals_mtebs_own_retrieval_evaluator(tmp_path: Path, monkeypatch: 
     per_query = [s["ndcg_cut_10"] for s in scores.all_scores.values()]
 
     ours = rec["metrics"]["nDCG@10"]["value"]
-    assert len(per_query) == rec["metrics"]["nDCG@10"]["n"] == 3
+    assert len(per_query) == rec["metrics"]["nDCG@10"]["n"] == 4
     assert abs(ours - sum(per_query) / len(per_query)) < 1e-9
     assert round(ours, 5) == scores.ndcg["NDCG@10"]  # mteb reports its mean rounded to 5 places
     assert as_is.ndcg["NDCG@10"] != scores.ndcg["NDCG@10"]  # the identical id changes mteb's score
@@ -437,7 +440,10 @@ def test_corpus_text_is_mtebs_joined_text(tmp_path: Path) -> None:
     from mteb.types import PromptType
 
     folder = tmp_path / "tiny-ids"
-    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": HUB_ROWS}), folder)
+    # q4 is judged, but only with grade 0: mteb scores it (0), trec_eval's convention would drop it.
+    rows = SubsetRows(corpus=HUB_ROWS.corpus, queries=[*HUB_ROWS.queries, {"_id": "q4", "text": "delta letters"}],
+                      qrels=[*HUB_ROWS.qrels, {"query-id": "q4", "corpus-id": "d4", "score": 0}])
+    write_repo_files(HubRepo(HUB_REPO_ID, "local", {"default": rows}), folder)
     task = task_class("SparsebenchTinyIds", str(folder), "local", ["eng-Latn"])()
     ds = load_mteb_task(task)
 

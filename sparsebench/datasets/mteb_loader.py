@@ -391,6 +391,7 @@ def _to_dataset(task: AbsTask, subset: str, split_data: Mapping[str, Any]) -> Re
         id=f"{ID_PREFIX}{name}", corpus=corpus, queries=queries, qrels=qrels,
         # a task attribute in mteb 2.x (AbsTaskRetrieval.ignore_identical_ids), passed to its evaluator
         ignore_identical_ids=bool(getattr(task, "ignore_identical_ids", False)),
+        score_queries_without_positives=True,  # mteb's evaluator scores every query in its qrels
         source_info={"revision": str(task.metadata.dataset.get("revision", "")), "subset": subset,
                      "hf_path": str(task.metadata.dataset.get("path", ""))},
     )

@@ -90,7 +90,7 @@ def check_usable(ds: RetrievalDataset) -> None:
     recorded as a failure it would be retried, and fail, on every run."""
     if not ds.corpus:
         raise DatasetError(f"dataset {ds.id}: the corpus is empty; nothing to retrieve")
-    if not ds.judged_queries():
+    if not ds.positive_queries():
         graded = sum(len(v) for v in ds.qrels.values())
         raise DatasetError(
             f"dataset {ds.id}: no query has a positive judgment ({len(ds.queries)} queries, {graded} judgments, "

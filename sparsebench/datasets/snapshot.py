@@ -47,6 +47,7 @@ def write_snapshot(cache_dir: Path, ds: RetrievalDataset) -> Path:
 
 def _lines(ds: RetrievalDataset) -> Iterator[Any]:
     yield {"format": FORMAT, "id": ds.id, "checksum": ds.checksum, "ignore_identical_ids": ds.ignore_identical_ids,
+           "score_queries_without_positives": ds.score_queries_without_positives,
            "source_info": dict(ds.source_info), "documents": len(ds.corpus), "queries": len(ds.queries)}
     for d in ds.corpus:
         yield [d.id, d.title, d.text]
@@ -68,7 +69,8 @@ def read_snapshot(path: Path) -> RetrievalDataset:
     except (OSError, StopIteration, ValueError, TypeError, KeyError) as e:
         raise DatasetError(f"{path}: unreadable dataset snapshot ({type(e).__name__}: {e}); delete it and run again") from e
     ds = RetrievalDataset(id=head["id"], corpus=corpus, queries=queries, qrels=qrels,
-                          ignore_identical_ids=bool(head["ignore_identical_ids"]), source_info=head["source_info"])
+                          ignore_identical_ids=bool(head["ignore_identical_ids"]), source_info=head["source_info"],
+                          score_queries_without_positives=bool(head["score_queries_without_positives"]))
     if ds.checksum != head["checksum"]:  # computed from the content just read
         raise DatasetError(f"{path}: dataset snapshot does not match its checksum; delete it and run again")
     return ds

@@ -46,6 +46,10 @@ class RetrievalDataset:
     # Where the content came from, for the record (e.g. {"revision": ..., "subset": ...} of an
     # MTEB task); not part of the checksum, which is about the content alone.
     source_info: Mapping[str, str] = field(default_factory=dict)
+    # MTEB scores every query it has judgments for, also one whose judgments are all grade 0 (it
+    # scores 0); trec_eval's convention, the default, leaves such a query out. Changes scores, so
+    # part of the checksum when set.
+    score_queries_without_positives: bool = False
 
     def __post_init__(self) -> None:
         if not self.checksum:
@@ -60,7 +64,13 @@ class RetrievalDataset:
         }
 
     def judged_queries(self) -> tuple[Query, ...]:
-        """Queries with at least one positive judgment: the ones metrics are computed over."""
+        """The queries metrics are computed over: those with a positive judgment (or, with
+        `score_queries_without_positives`, any judgment)."""
+        if self.score_queries_without_positives:
+            return tuple(q for q in self.queries if self.qrels.get(q.id))
+        return self.positive_queries()
+
+    def positive_queries(self) -> tuple[Query, ...]:
         return tuple(q for q in self.queries if any(g > 0 for g in self.qrels.get(q.id, {}).values()))
 
 
@@ -81,4 +91,6 @@ def content_checksum(ds: RetrievalDataset) -> str:
             h.update(b"\n")
     if ds.ignore_identical_ids:
         h.update(b"--ignore-identical-ids--\n")
+    if ds.score_queries_without_positives:
+        h.update(b"--score-queries-without-positives--\n")
     return h.hexdigest()

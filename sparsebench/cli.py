@@ -23,7 +23,7 @@ examples:
   bench report                                        static HTML leaderboard from results/ into reports/
   bench compare "bm25(k1=0.9)" --baselines bm25,minilm --fail-if-worse
   bench validate results/retrieval.jsonl              check records a pull request brings (runs nothing)
-  bench export --format csv --out results.csv
+  bench export --format csv --out results.csv        also results.units.csv; --format trec-qrels|mteb|pytest-benchmark
 """
 
 

@@ -40,7 +40,7 @@ BASE_COLUMNS = ("suite", "version", "method", "family", "params", "dataset", "pr
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "export",
-        help="write records as one flat CSV or Parquet table (units in FILE.units.csv), a dataset's qrels, or mteb results",
+        help="records as CSV/Parquet (units in FILE.units.csv), a dataset's TREC qrels, mteb results or pytest-benchmark JSON",
         description="Flatten results/*.jsonl into one table: one row per record, plain column names, each metric "
         "and cost column's unit and kind in FILE.units.csv (and, for Parquet, in the schema metadata). In CSV, "
         "text cells starting with = + - @, a tab or CR get a leading ' so that a spreadsheet shows them instead "

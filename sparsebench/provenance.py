@@ -13,7 +13,7 @@ import sparsebench
 
 TRACKED = (
     "sparsebench", "torch", "numpy", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
-    "ir-measures", "ir-datasets", "mteb", "datasets",
+    "ir-measures", "ir-datasets", "mteb", "datasets", "numba",
 )
 
 

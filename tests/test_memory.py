@@ -97,3 +97,21 @@ def test_bm25_costs_the_same_memory_via_beir_and_via_mteb(tmp_path, monkeypatch)
     assert via_beir["metrics"] == via_mteb["metrics"]
     a, b = (r["costs"]["peak_rss_mb"]["value"] for r in (via_beir, via_mteb))
     assert abs(a - b) < 10, (a, b)
+
+
+def test_a_snapshot_left_by_another_version_or_damaged_is_written_again(tiny_beir, tmp_path, monkeypatch) -> None:
+    from sparsebench.datasets import snapshot
+    from sparsebench.datasets.beir import load_beir
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SPARSEBENCH_CACHE", str(cache))
+    ds = load_beir(tiny_beir)
+    path = snapshot.snapshot_path(cache, ds)
+    assert f"v{snapshot.FORMAT_VERSION}" in path.parts  # another format version never shares the file
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": "sparsebench-dataset-snapshot/1", "id": "x"}\n')  # an older layout, same checksum
+    results = tmp_path / "results"
+    assert main(["run", "--suite", "retrieval", "--dataset", f"beir:{tiny_beir}", "--results", str(results),
+                 "--method", "bm25", "--no-progress"]) == 0
+    [rec] = records_in(results / "retrieval.jsonl")
+    assert rec["status"] == "ok" and snapshot.read_snapshot(path).checksum == ds.checksum

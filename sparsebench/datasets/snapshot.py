@@ -20,17 +20,20 @@ from typing import Any, Iterator
 from ..errors import DatasetError
 from .types import Document, Query, RetrievalDataset
 
-FORMAT = "sparsebench-dataset-snapshot/1"
+# Bump the version whenever the layout changes: it names the directory, so a snapshot written by
+# another version of sparsebench is never read as this one (the checksum alone would match).
+FORMAT_VERSION = 2
+FORMAT = f"sparsebench-dataset-snapshot/{FORMAT_VERSION}"
 
 
 def snapshot_path(cache_dir: Path, ds: RetrievalDataset) -> Path:
-    return cache_dir / "datasets" / f"{ds.checksum}.jsonl"
+    return cache_dir / "datasets" / f"v{FORMAT_VERSION}" / f"{ds.checksum}.jsonl"
 
 
 def write_snapshot(cache_dir: Path, ds: RetrievalDataset) -> Path:
-    """Write `ds` unless its snapshot exists (the name is its checksum); returns the path."""
+    """Write `ds` unless a snapshot of it in this format exists (named by its checksum); returns the path."""
     path = snapshot_path(cache_dir, ds)
-    if path.is_file():
+    if path.is_file() and _has_current_header(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -56,6 +59,15 @@ def _lines(ds: RetrievalDataset) -> Iterator[Any]:
     yield {qid: dict(judged) for qid, judged in ds.qrels.items()}
 
 
+def _has_current_header(path: Path) -> bool:
+    """A complete file of this format (a damaged or foreign one is written again)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.loads(f.readline()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_snapshot(path: Path) -> RetrievalDataset:
     """The dataset as written; its checksum is recomputed, so a damaged file cannot pass."""
     try:
@@ -66,11 +78,11 @@ def read_snapshot(path: Path) -> RetrievalDataset:
             corpus = tuple(Document(id=i, title=t, text=x) for i, t, x in (json.loads(next(f)) for _ in range(head["documents"])))
             queries = tuple(Query(id=i, text=x) for i, x in (json.loads(next(f)) for _ in range(head["queries"])))
             qrels = json.loads(next(f))
-    except (OSError, StopIteration, ValueError, TypeError, KeyError) as e:
+        ds = RetrievalDataset(id=head["id"], corpus=corpus, queries=queries, qrels=qrels,
+                              ignore_identical_ids=bool(head["ignore_identical_ids"]), source_info=head["source_info"],
+                              score_queries_without_positives=bool(head["score_queries_without_positives"]))
+    except (OSError, StopIteration, ValueError, TypeError, KeyError, AttributeError) as e:
         raise DatasetError(f"{path}: unreadable dataset snapshot ({type(e).__name__}: {e}); delete it and run again") from e
-    ds = RetrievalDataset(id=head["id"], corpus=corpus, queries=queries, qrels=qrels,
-                          ignore_identical_ids=bool(head["ignore_identical_ids"]), source_info=head["source_info"],
-                          score_queries_without_positives=bool(head["score_queries_without_positives"]))
     if ds.checksum != head["checksum"]:  # computed from the content just read
         raise DatasetError(f"{path}: dataset snapshot does not match its checksum; delete it and run again")
     return ds

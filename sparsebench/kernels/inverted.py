@@ -81,6 +81,15 @@ def from_csr(matrix: object, block_size: int = DEFAULT_BLOCK) -> InvertedIndex:
                               csc.data.astype(np.float32), block_size)
 
 
+def from_postings(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray,
+                  block_size: int = DEFAULT_BLOCK) -> InvertedIndex:
+    """From term-major postings (a CSC documents x terms matrix's arrays), as bm25s stores its
+    precomputed BM25 impacts; ids within a term are sorted here if they are not."""
+    import scipy.sparse as sp
+
+    return from_csr(sp.csc_matrix((weights, docs, indptr), shape=(n_docs, len(indptr) - 1)), block_size)
+
+
 def _with_block_maxima(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray, block_size: int) -> InvertedIndex:
     blocks = docs // block_size
     # A new entry wherever the block changes within a term, and at every term's first posting.

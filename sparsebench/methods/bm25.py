@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -59,9 +60,28 @@ class BM25(RetrievalMethod):
         return _BM25Retriever(self, ctx)
 
 
+def _import_bm25s() -> Any:
+    """bm25s, imported without numba unless something already loaded it.
+
+    bm25s imports numba whenever it is installed (about 55 MiB and a second), although its
+    numpy backend, the one used here, never calls it; numba is installed for sparsebench's own
+    kernels, so without this bm25's cost would depend on another method's requirement.
+    """
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # type: ignore[assignment]  # `import numba` raises ImportError meanwhile
+    try:
+        import bm25s
+    finally:
+        del sys.modules["numba"]
+    return bm25s
+
+
 class _BM25Retriever(Retriever):
     def __init__(self, method: BM25, ctx: RunContext) -> None:
-        import bm25s
+        bm25s = _import_bm25s()
         from bm25s.tokenization import Tokenizer
 
         # bm25s sets its own logger to DEBUG when imported; keep its per-call chatter out.

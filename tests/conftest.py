@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,11 @@ SAMPLE_RESULTS = REPO / "tests" / "data" / "results"
 # The same run as first recorded, in schema 1 (before suite digests and contention): what an
 # existing leaderboard holds, which every command must keep reading.
 SAMPLE_RESULTS_SCHEMA1 = REPO / "tests" / "data" / "results-schema1"
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """A writable copy of the sample records (with their per-query files) for a test to edit."""
+    root = tmp_path / "results"
+    shutil.copytree(SAMPLE_RESULTS, root)
+    return root

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-
 from sparsebench.cli import main
 from sparsebench.export import BASE_COLUMNS
 
-from .conftest import SAMPLE_RESULTS, records_in
+from .conftest import records_in
 
 
 def bench_export(*argv: str) -> int:
     """`bench export ...` through the real entry point (BenchError -> exit 2)."""
     return main(["export", *argv])
-
-
-@pytest.fixture
-def results(tmp_path: Path) -> Path:
-    root = tmp_path / "results"
-    shutil.copytree(SAMPLE_RESULTS, root)
-    return root
 
 
 @pytest.mark.parametrize("fmt, reader", [("csv", pd.read_csv), ("parquet", pd.read_parquet)])

@@ -24,13 +24,6 @@ from .conftest import SAMPLE_RESULTS
 MARK = '"__hostile__"'
 
 
-@pytest.fixture
-def results(tmp_path: Path) -> Path:
-    root = tmp_path / "results"
-    shutil.copytree(SAMPLE_RESULTS, root)
-    return root
-
-
 def sample_records(results: Path) -> list[dict]:
     return [json.loads(line) for line in (results / "retrieval.jsonl").read_text().splitlines()]
 

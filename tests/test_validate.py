@@ -5,15 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import shutil
 from pathlib import Path
 
-import pytest
-
-
 from sparsebench.cli import main
-
-from .conftest import SAMPLE_RESULTS
 
 
 def bench_validate(*paths: Path) -> int:
@@ -23,13 +17,6 @@ def bench_validate(*paths: Path) -> int:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def results(tmp_path: Path) -> Path:
-    root = tmp_path / "results"
-    shutil.copytree(SAMPLE_RESULTS, root)
-    return root
 
 
 def sample_lines(results: Path) -> list[dict]:

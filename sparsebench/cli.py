@@ -198,9 +198,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         lines.append("methods:")
         for name in registry.names():
             cls, info = registry.lookup(name)
-            params = ", ".join(f"{f.name}={f.default!r}" for f in registry.param_fields(cls))
-            lines.append(f"  {name:<10} {info.family:<15} {info.summary}")
-            lines.append(f"  {'':<10} {'':<15} parameters: {params}")
+            taking = {f.name for f in registry.method_fields(cls)}
+            # A parameter that takes a method is shown as <method>: it is given by position.
+            params = ", ".join(f"{f.name}=<method>" if f.name in taking else f"{f.name}={f.default!r}"
+                               for f in registry.param_fields(cls))
+            lines.append(f"  {name:<12} {info.family:<15} {info.summary}")
+            lines.append(f"  {'':<12} {'':<15} parameters: {params}")
+            if taking:
+                lines.append(f"  {'':<12} {'':<15} methods as arguments, by position: e.g. {info.example_id}")
     if args.what in ("suites", "all"):
         lines.append("suites (each also runs on beir:PATH[#SPLIT], irds:ID or mteb:TASK[#SPLIT[:SUBSET]] with --dataset):")
         for name in sorted(builtin_suites()):

@@ -274,8 +274,7 @@ def _canonical_ids(new: str, baselines: list[str], overrides: list[tuple[str, An
     _, per_method = split_overrides(overrides)
 
     def canon(mid: str) -> str:
-        name = registry.build(mid).info.name
-        return str(registry.build(mid, per_method.get(name, {})))
+        return str(registry.build(mid, None, per_method))
 
     new_c, base_c = canon(new), [canon(b) for b in baselines]
     if not base_c:

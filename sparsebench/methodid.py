@@ -1,8 +1,16 @@
-"""Canonical method ids: `name(key=value,...)`, the CLI argument, results key and row label.
+"""Canonical method ids: the CLI argument, results key and row label.
 
-Values are scalars: int, float, bool, None, or strings (bare when they look like identifiers or
-paths, double-quoted otherwise). Parameters at their default are omitted, so `bm25()` and
-`bm25(k1=1.2)` are the same method with the same id `bm25`.
+Grammar (whitespace around tokens is ignored):
+
+    id    := name | name "(" [arg ("," arg)*] ")"
+    arg   := id | key "=" value         methods first, by position; then scalars by key
+    value := scalar | id
+
+A method can take other methods as arguments (`rrf(bm25,minilm)`,
+`interp(bm25,minilm(max_length=128),alpha=0.3)`). Scalars are int, float, bool, None, or
+strings (bare when they look like identifiers or paths, double-quoted otherwise). Parameters at
+their default are omitted and method arguments come first, in field order, so every method has
+one id: `bm25()` and `bm25(k1=1.2)` are both `bm25`.
 """
 
 from __future__ import annotations
@@ -26,59 +34,147 @@ class MethodIdError(ValueError):
 
 @dataclass(frozen=True)
 class ParsedId:
+    """One parsed id: `args` are the positional (method) arguments, `params` the key=value ones.
+
+    A value is a scalar or, where a method was written with parentheses, a nested ParsedId;
+    a bare name such as `bm25` stays a string until the registry knows whether its slot takes
+    a method or a scalar.
+    """
+
     name: str
-    params: tuple[tuple[str, Scalar], ...]
+    params: tuple[tuple[str, "Value"], ...] = ()
+    args: tuple["Value", ...] = ()
+
+    def __str__(self) -> str:
+        return format_method_id(self.name, tuple((k, _fmt_value(v)) for k, v in self.params),
+                                tuple(_fmt_value(v) for v in self.args), preformatted=True)
+
+
+Value = Scalar | ParsedId
+
+
+def _fmt_value(v: Value) -> str:
+    return str(v) if isinstance(v, ParsedId) else format_scalar(v)
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.i = 0
+
+    def fail(self, what: str) -> MethodIdError:
+        return MethodIdError(f"method id {self.text!r}: {what}")
+
+    def ws(self) -> None:
+        while self.i < len(self.text) and self.text[self.i].isspace():
+            self.i += 1
+
+    def peek(self) -> str:
+        self.ws()
+        return self.text[self.i] if self.i < len(self.text) else ""
+
+    def parse_id(self) -> ParsedId:
+        self.ws()
+        m = _NAME.match(self.text, self.i)
+        if not m:
+            got = self.text[self.i:self.i + 20]
+            raise self.fail(f"expected a name such as bm25 or bm25(k1=0.9)" + (f", got {got!r}" if got else ""))
+        name = m.group(0)
+        self.i = m.end()
+        if self.peek() != "(":
+            return ParsedId(name)
+        open_at = self.i
+        self.i += 1
+        params: list[tuple[str, Value]] = []
+        args: list[Value] = []
+        if self.peek() == ")":
+            self.i += 1
+            return ParsedId(name)
+        while True:
+            key, value = self.parse_arg(name)
+            if key is None:
+                if params:
+                    raise self.fail(f"argument {_fmt_value(value)!r} of {name} comes after a key=value one; "
+                                    "method arguments go first")
+                args.append(value)
+            else:
+                if key in dict(params):
+                    raise self.fail(f"parameter {key!r} of {name} given twice")
+                params.append((key, value))
+            c = self.peek()
+            if c == ",":
+                self.i += 1
+                continue
+            if c == ")":
+                self.i += 1
+                return ParsedId(name, tuple(params), tuple(args))
+            if not c:
+                raise self.fail(f"unbalanced parentheses: the '(' of {name} at character {open_at + 1} is never closed")
+            raise self.fail(f"unexpected {self.text[self.i:self.i + 20]!r} in the arguments of {name}; "
+                            "separate arguments with commas and quote strings with \"...\"")
+
+    def parse_arg(self, owner: str) -> tuple[str | None, Value]:
+        self.ws()
+        m = _NAME.match(self.text, self.i)
+        if m:
+            j = m.end()
+            while j < len(self.text) and self.text[j].isspace():
+                j += 1
+            if j < len(self.text) and self.text[j] == "=":
+                self.i = j + 1
+                return m.group(0), self.parse_value(owner, m.group(0))
+        return None, self.parse_value(owner, None)
+
+    def parse_value(self, owner: str, key: str | None) -> Value:
+        c = self.peek()
+        where = f"{owner}.{key}" if key else f"an argument of {owner}"
+        if c in (",", ")", ""):
+            raise self.fail(f"empty parameter ({where} has no value)" if key else f"empty parameter in {owner}(...)")
+        if c == '"':
+            return self.parse_quoted()
+        m = _NAME.match(self.text, self.i)
+        if m:
+            j = m.end()
+            while j < len(self.text) and self.text[j].isspace():
+                j += 1
+            if j < len(self.text) and self.text[j] == "(":
+                return self.parse_id()
+        start = self.i
+        while self.i < len(self.text) and self.text[self.i] not in ",()\"":
+            self.i += 1
+        raw = self.text[start:self.i].strip()
+        if self.i < len(self.text) and self.text[self.i] in "(\"":
+            raise self.fail(f"cannot read {where} from {self.text[start:self.i + 1]!r}; quote strings with \"...\"")
+        return parse_scalar(raw, self.text)
+
+    def parse_quoted(self) -> str:
+        start = self.i
+        self.i += 1
+        while self.i < len(self.text):
+            c = self.text[self.i]
+            if c == "\\":
+                self.i += 2
+                continue
+            self.i += 1
+            if c == '"':
+                value = parse_scalar(self.text[start:self.i], self.text)
+                assert isinstance(value, str)
+                return value
+        raise self.fail("unterminated string")
 
 
 def parse_method_id(text: str) -> ParsedId:
-    """Parse `name` or `name(k=v,...)`; whitespace around tokens is ignored."""
-    s = text.strip()
-    m = _NAME.match(s)
-    if not m:
-        raise MethodIdError(f"method id {text!r}: expected a name such as bm25 or bm25(k1=0.9)")
-    name, rest = m.group(0), s[m.end():].strip()
-    if not rest:
-        return ParsedId(name, ())
-    if not (rest.startswith("(") and rest.endswith(")")):
-        raise MethodIdError(f"method id {text!r}: parameters go in parentheses, e.g. {name}(k=v)")
-    params: list[tuple[str, Scalar]] = []
-    for part in _split_args(rest[1:-1], text):
-        if "=" not in part:
-            raise MethodIdError(f"method id {text!r}: parameter {part!r} needs the form key=value")
-        key, raw = (x.strip() for x in part.split("=", 1))
-        if not _NAME.fullmatch(key):
-            raise MethodIdError(f"method id {text!r}: {key!r} is not a parameter name")
-        if key in dict(params):
-            raise MethodIdError(f"method id {text!r}: parameter {key!r} given twice")
-        params.append((key, parse_scalar(raw, text)))
-    return ParsedId(name, tuple(params))
-
-
-def _split_args(body: str, text: str) -> list[str]:
-    parts, cur, quoted, i = [], [], False, 0
-    while i < len(body):
-        c = body[i]
-        if c == '"':
-            quoted = not quoted
-        elif c == "\\" and quoted and i + 1 < len(body):
-            cur.append(c)
-            i += 1
-            c = body[i]
-        elif c == "," and not quoted:
-            parts.append("".join(cur).strip())
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    if quoted:
-        raise MethodIdError(f"method id {text!r}: unterminated string")
-    tail = "".join(cur).strip()
-    if tail or parts:
-        parts.append(tail)
-    if any(not p for p in parts):
-        raise MethodIdError(f"method id {text!r}: empty parameter")
-    return parts
+    """Parse one id, nested ids included; anything after its closing parenthesis is an error."""
+    p = _Parser(text)
+    node = p.parse_id()
+    rest = p.text[p.i:].strip()
+    if rest:
+        if rest.startswith(")"):
+            raise p.fail(f"unbalanced parentheses: {rest[:20]!r} closes nothing")
+        if node.params or node.args or "(" in p.text[:p.i]:
+            raise p.fail(f"unexpected {rest[:20]!r} after {str(node)!r}: one id ends at its closing parenthesis")
+        raise p.fail(f"unexpected {rest[:20]!r} after {node.name}; parameters go in parentheses, e.g. {node.name}(k=v)")
+    return node
 
 
 def parse_scalar(raw: str, context: str = "") -> Scalar:
@@ -125,10 +221,11 @@ def format_scalar(value: Scalar) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def format_method_id(name: str, params: tuple[tuple[str, Scalar], ...]) -> str:
-    if not params:
-        return name
-    return f"{name}(" + ",".join(f"{k}={format_scalar(v)}" for k, v in params) + ")"
+def format_method_id(name: str, params: tuple[tuple[str, Scalar], ...], args: tuple[str, ...] = (),
+                     preformatted: bool = False) -> str:
+    """`name(arg,...,key=value,...)`; `args` are already-formatted method ids."""
+    parts = [*args, *(f"{k}={v if preformatted else format_scalar(v)}" for k, v in params)]
+    return f"{name}(" + ",".join(parts) + ")" if parts else name
 
 
 def split_method_ids(arg: str) -> list[str]:

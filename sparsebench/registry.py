@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, TypeVar
 
 from .errors import BenchError
-from .methodid import MethodIdError, Scalar, format_method_id, parse_method_id, parse_scalar
+from .methodid import MethodIdError, ParsedId, Scalar, format_method_id, format_scalar, parse_method_id, parse_scalar
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ FAMILIES = (
     "sparse-encoder",
     "dense-encoder",
     "multi-vector",
+    "hybrid",
     "compressor",
     "pruning",
     "sparse-attention",
@@ -57,6 +58,11 @@ class MethodInfo:
     requires: tuple[str, ...] = ()
     cost_model: CostModel = field(default_factory=CostModel)
     tasks: tuple[str, ...] = ("retrieval",)
+    example: str = ""  # an id that builds, for methods whose arguments have no default: rrf(bm25,minilm)
+
+    @property
+    def example_id(self) -> str:
+        return self.example or self.name
 
 
 class UnknownMethodError(BenchError):
@@ -74,10 +80,13 @@ def register(info: MethodInfo) -> Callable[[type[T]], type[T]]:
         raise ValueError(f"method {info.name}: unknown family {info.family!r}; one of {FAMILIES}")
 
     def deco(cls: type[T]) -> type[T]:
+        if method_fields(cls) and not info.example:
+            raise TypeError(f"method {info.name}: takes methods as arguments, so its MethodInfo needs an example id")
         if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
             raise TypeError(f"method {info.name}: {cls.__name__} must be a frozen dataclass")
         if info.name in _REGISTRY and _REGISTRY[info.name][0] is not cls:
             raise ValueError(f"method name {info.name!r} registered twice")
+        _check_method_fields(cls, info.name)
         _REGISTRY[info.name] = (cls, info)
         cls.info = info  # type: ignore[attr-defined]
         cls.__str__ = method_id  # type: ignore[method-assign]
@@ -121,39 +130,157 @@ def param_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
 
 
+def is_method_type(typ: Any) -> bool:
+    """A parameter whose annotation is a class other than the scalar types takes a method."""
+    return isinstance(typ, type) and typ not in (int, float, bool, str, type(None))
+
+
+def method_fields(cls: type) -> list[dataclasses.Field]:
+    """The parameters that take methods (`rrf`'s two retrievers), in field order."""
+    hints = typing.get_type_hints(cls)
+    return [f for f in param_fields(cls) if is_method_type(hints[f.name])]
+
+
+def _check_method_fields(cls: type, name: str) -> None:
+    # Method arguments are written by position, so they must lead and cannot be omitted.
+    fields = param_fields(cls)
+    taking = method_fields(cls)
+    if fields[:len(taking)] != taking:
+        raise TypeError(f"method {name}: parameters that take methods must come first")
+    for f in taking:
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            raise TypeError(f"method {name}: method parameter {f.name!r} cannot have a default")
+
+
 def method_id(obj: Any) -> str:
-    """Canonical id: registered name plus non-default parameters in field order."""
-    params = []
-    for f in param_fields(type(obj)):
+    """Canonical id: registered name, method arguments by position, then non-default scalars."""
+    cls = type(obj)
+    taking = {f.name for f in method_fields(cls)}
+    args, params = [], []
+    for f in param_fields(cls):
         value = getattr(obj, f.name)
+        if f.name in taking:
+            args.append(str(value))
+            continue
         if f.default is not dataclasses.MISSING and value == f.default and type(value) is type(f.default):
             continue
         params.append((f.name, value))
-    return format_method_id(type(obj).info.name, tuple(params))
+    return format_method_id(cls.info.name, tuple(params), tuple(args))
 
 
-def build(text: str, overrides: dict[str, Scalar] | None = None) -> Any:
-    """Parse a method id, apply `--set name.key=value` overrides, and construct the method."""
+def params_of(obj: Any) -> dict[str, Any]:
+    """Every parameter's value for a record: scalars as they are, nested methods as their ids."""
+    taking = {f.name for f in method_fields(type(obj))}
+    return {f.name: str(getattr(obj, f.name)) if f.name in taking else getattr(obj, f.name)
+            for f in param_fields(type(obj))}
+
+
+def method_names(obj: Any) -> list[str]:
+    """Registered names of a method and of every method nested in it, outermost first."""
+    out = [type(obj).info.name]
+    for f in method_fields(type(obj)):
+        out += [n for n in method_names(getattr(obj, f.name)) if n not in out]
+    return out
+
+
+def build(text: str, overrides: dict[str, Scalar] | None = None,
+          per_method: dict[str, dict[str, Scalar]] | None = None) -> Any:
+    """Parse a method id and construct it (nested methods included).
+
+    `overrides` set the outermost method's parameters (a suite's sweep point); `per_method`
+    (`--set name.key=value`) sets `key` of every method called `name`, at any depth, so
+    `--set minilm.max_length=128` reaches the minilm inside `rrf(bm25,minilm)`.
+    """
     try:
         parsed = parse_method_id(text)
     except MethodIdError as e:
         raise BenchError(str(e)) from e
-    cls, info = lookup(parsed.name)
-    params = dict(parsed.params)
-    params.update(overrides or {})
+    return _build(parsed, text, overrides or {}, per_method or {}, root=True)
+
+
+def _build(node: ParsedId, text: str, overrides: dict[str, Scalar], per_method: dict[str, dict[str, Scalar]],
+           root: bool = False) -> Any:
+    def fail(what: str, kind: type[BenchError] = BenchError) -> BenchError:
+        # Name the whole id as given, so a problem deep inside a composed id can be found.
+        named = "(" not in text or text.strip() in what or str(node) == text.strip() and what.startswith(str(node))
+        return kind(what if named else f"method id {text!r}: {what}")
+
+    try:
+        cls, info = lookup(node.name)
+    except UnknownMethodError as e:
+        if root:  # the outermost name: the message already says which
+            raise
+        raise fail(str(e), UnknownMethodError) from None
     fields = {f.name: f for f in param_fields(cls)}
-    kwargs = {}
-    for key, value in params.items():
+    taking = method_fields(cls)
+    taking_names = [f.name for f in taking]
+    if len(node.args) > len(taking):
+        extra = node.args[len(taking)]
+        if not taking:
+            raise fail(f"method {info.name} takes no method arguments; parameter {str(extra)!r} needs the form key=value "
+                       f"(parameters: {', '.join(fields) or 'none'})")
+        raise fail(f"method {info.name} takes {len(taking)} method argument(s) ({', '.join(taking_names)}), "
+                   f"got {len(node.args)}")
+    given: dict[str, Any] = dict(zip(taking_names, node.args))
+    for key, value in node.params:
+        if key in given:
+            raise fail(f"method {info.name}: parameter {key!r} given twice")
+        given[key] = value
+    given.update(overrides)
+    given.update(per_method.get(info.name, {}))
+    kwargs: dict[str, Any] = {}
+    for key, value in given.items():
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             known = ", ".join(fields) or "none"
-            raise BenchError(f"method {info.name} has no parameter {key!r}{hint} (parameters: {known})")
-        kwargs[key] = coerce(value, _field_type(cls, key), f"{info.name}.{key}")
+            raise fail(f"method {info.name} has no parameter {key!r}{hint} (parameters: {known})")
+        typ = _field_type(cls, key)
+        if key in taking_names:
+            kwargs[key] = _build_nested(value, typ, f"{info.name}.{key}", text, per_method, fail)
+        elif isinstance(value, ParsedId):
+            raise fail(f"{info.name}.{key}: expected {_type_names(typ)}, got method id {str(value)!r} "
+                       "(a method where a scalar is expected)")
+        else:
+            try:
+                kwargs[key] = coerce(value, typ, f"{info.name}.{key}")
+            except BenchError as e:
+                hint = " (a method where a scalar is expected)" if isinstance(value, str) and value in _REGISTRY else ""
+                raise fail(f"{e}{hint}") from None
+    missing = [n for n in taking_names if n not in kwargs]
+    if missing:
+        example = info.example_id
+        raise fail(f"method {info.name} needs {len(taking)} method argument(s) ({', '.join(taking_names)}), "
+                   f"missing {', '.join(missing)}; e.g. {example}")
     try:
         return cls(**kwargs)
     except ValueError as e:  # a method's __post_init__ refusing a value out of its range
-        raise BenchError(f"{format_method_id(info.name, tuple(kwargs.items()))}: {e}") from e
+        args = tuple(str(kwargs[n]) for n in taking_names)
+        scalars = tuple((k, v) for k, v in kwargs.items() if k not in taking_names)
+        raise fail(f"{format_method_id(info.name, scalars, args)}: {e}") from e
+
+
+def _build_nested(value: Any, typ: type, where: str, text: str, per_method: dict[str, dict[str, Scalar]],
+                  fail: Callable[[str], BenchError]) -> Any:
+    if isinstance(value, str) and not isinstance(value, bool):
+        try:
+            value = parse_method_id(value)
+        except MethodIdError:
+            raise fail(f"{where}: expected a method id, got {value!r}") from None
+    if not isinstance(value, ParsedId):
+        raise fail(f"{where}: expected a method id, got {format_scalar(value)} (a scalar where a method is expected)")
+    sub = _build(value, text, {}, per_method)
+    if not isinstance(sub, typ):
+        raise fail(f"{where}: {str(value)!r} is a {type(sub).info.family} method, which cannot serve here "
+                   f"(expects a {typ.__name__})")
+    return sub
+
+
+def _type_names(typ: Any) -> str:
+    options = typing.get_args(typ) if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union else (typ,)
+    if typing.get_origin(typ) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(typ)))
+    return " or ".join(getattr(o, "__name__", str(o)) for o in options)
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -181,8 +308,7 @@ def coerce(value: Scalar, typ: Any, where: str) -> Scalar:
             return float(value)
         if opt is str and isinstance(value, str):
             return value
-    names_ = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise BenchError(f"{where}: expected {names_}, got {value!r}")
+    raise BenchError(f"{where}: expected {_type_names(typ)}, got {value!r}")
 
 
 def parse_override(text: str) -> tuple[str, Scalar]:

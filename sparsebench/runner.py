@@ -132,13 +132,14 @@ def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[
         chosen = [(m, {}) for m in methods]
     else:
         chosen = [point for grid in suite.methods for point in grid.method_ids()]
+    in_run = {n for base, _ in chosen for n in registry.method_names(registry.build(base))}
     for name in per_method:
-        if not any(registry.build(base).info.name == name for base, _ in chosen):
+        if name not in in_run:
             raise BenchError(f"--set {name}.*: method {name!r} is not part of this run")
     ids: list[str] = []
     for base, sweep in chosen:
-        name = registry.build(base).info.name
-        mid = str(registry.build(base, {**sweep, **per_method.get(name, {})}))
+        # `--set name.key` reaches every `name` in the run, nested ones included.
+        mid = str(registry.build(base, sweep, per_method))
         if mid not in ids:
             ids.append(mid)
     return Plan(settings=dataclasses.asdict(settings), method_ids=ids)
@@ -279,7 +280,7 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "method_name": info.name,
         "family": info.family,
         "method_version": info.version,
-        "params": {f.name: getattr(method, f.name) for f in registry.param_fields(type(method))},
+        "params": registry.params_of(method),
         "dataset": {"id": spec.dataset_id, "ref": spec.dataset, "checksum": spec.dataset_checksum, "counts": dataset.counts,
                     **({"source": dict(dataset.source_info)} if dataset.source_info else {})},
         "settings": spec.settings,

@@ -152,7 +152,7 @@ class Checker:
             self.error(f"method_name {_short(rec['method_name'])!r} but method id {_short(rec['method'])!r} is method {info.name!r}")
         if info.family != rec["family"]:
             self.error(f"family {_short(rec['family'])!r} but method {info.name!r} is registered as {info.family!r}")
-        params = {f.name: getattr(method, f.name) for f in registry.param_fields(cls)}
+        params = registry.params_of(method)
         diff = sorted(k for k in params.keys() | rec["params"].keys() if not _same(params.get(k, _ABSENT), rec["params"].get(k, _ABSENT)))
         if diff:
             self.error(f"params disagree with method id {_short(rec['method'])!r} on {', '.join(_short(k, 40) for k in diff[:10])} "

@@ -2,6 +2,7 @@
 
 import pytest
 
+from sparsebench import registry
 from sparsebench.cli import main
 from sparsebench.suites.spec import load_suite
 
@@ -13,7 +14,7 @@ def test_default_retrieval_suite(results_dir, capsys) -> None:
     assert main(["run", "--suite", "retrieval", "--results", str(results_dir), "--no-progress"]) == 0
     recs = {r["method"]: r for r in records_in(results_dir / "retrieval.jsonl")}
     suite = load_suite("retrieval")
-    assert {g.method for g in suite.methods} <= {r["method_name"] for r in recs.values()}
+    assert {registry.build(g.method).info.name for g in suite.methods} <= {r["method_name"] for r in recs.values()}
     assert all(r["status"] == "ok" and r["dataset"]["counts"]["queries"] == 474 for r in recs.values())
     bm25, minilm = recs["bm25"], recs["minilm"]
     # Measured ordering on this collection (see offline-assets.md): dense beats BM25 clearly.
@@ -21,6 +22,12 @@ def test_default_retrieval_suite(results_dir, capsys) -> None:
     for rec in (bm25, minilm):
         assert rec["costs"]["latency_p99_ms"]["value"] is not None  # 2 x 474 samples >= 650
         assert rec["costs"]["index_bytes"]["value"] > 0
+    # Every method family has at least three operating points on the Pareto plots.
+    for name in {r["method_name"] for r in recs.values()} - {"minilm"}:
+        assert sum(r["method_name"] == name for r in recs.values()) >= 3, name
+    # The engine scores with bm25's impacts: its exact modes have bm25's quality.
+    for mid in ("bm25_engine", "bm25_engine(pruning=exhaustive)"):
+        assert recs[mid]["metrics"]["nDCG@10"]["value"] == pytest.approx(bm25["metrics"]["nDCG@10"]["value"], abs=1e-3)
     capsys.readouterr()
     assert main(["run", "--suite", "retrieval", "--results", str(results_dir), "--no-progress"]) == 0
     assert len(records_in(results_dir / "retrieval.jsonl")) == len(recs)  # all keys done already

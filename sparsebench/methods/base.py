@@ -62,3 +62,7 @@ class RetrievalMethod(abc.ABC):
     @abc.abstractmethod
     def open(self, ctx: RunContext) -> Retriever:
         """Load models and prepare an empty retriever."""
+
+    def cost_units(self) -> dict[str, str]:
+        """Unit of every proxy its retriever reports; a composition names its parts' too."""
+        return dict(self.info.cost_model.proxies)

@@ -140,8 +140,9 @@ class RetrievalTask(Task):
             costs["index_build_s"]["note"] = "corpus encodings came from the cache; time is from when they were computed"
             if build_s is None:
                 costs["index_build_s"]["note"] = "corpus encodings came from the cache, computed on another machine: not measured here"
+        units = method.cost_units()
         for name, value in retriever.proxies().items():
-            unit = dict(type(method).info.cost_model.proxies).get(name, "")
+            unit = units.get(name, "")
             costs[name] = {"value": value, "unit": unit, "n": 1, "proxy": True}
         extra = {
             "queries": len(queries),

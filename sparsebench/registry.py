@@ -280,7 +280,7 @@ def _type_names(typ: Any) -> str:
     options = typing.get_args(typ) if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union else (typ,)
     if typing.get_origin(typ) is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(typ)))
-    return " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    return " or ".join("none" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
 
 
 def _field_type(cls: type, name: str) -> Any:

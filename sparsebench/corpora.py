@@ -33,6 +33,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from .cache import default_cache_dir
 from .datasets.types import Document, RetrievalDataset
+from .digest import sha256_file
 from .errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,6 @@ def default_download_dir() -> Path:
 
 
 # --- checksums ---------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str, what: str) -> None:

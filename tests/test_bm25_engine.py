@@ -22,7 +22,7 @@ def same_up_to_ties(a: list[tuple[str, float]], b: list[tuple[str, float]], tol:
     return above(a) == above(b)
 
 
-@pytest.mark.parametrize("method", ["bm25_engine", "bm25_engine(pruning=exhaustive)"])
+@pytest.mark.parametrize("method", ["bm25_engine", "bm25_engine(pruning=exhaustive)", "bm25_engine(reorder=bp)"])
 def test_top10_agrees_with_bm25s_on_the_default_data(method: str, tmp_path) -> None:
     ds = load_dataset(load_suite("retrieval"), None)
     ctx = RunContext(cache=ArtifactCache(tmp_path / "c"), threads=1, progress=False)

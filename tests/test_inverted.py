@@ -178,3 +178,80 @@ def test_query_batch_from_tokens_counts_like_a_counter(n_queries: int) -> None:
         assert np.array_equal(getattr(got, field), getattr(want, field)), field
     assert got.checked_below == want.checked_below == 50
     assert search_batch_arrays(index, got, 5)[2].tolist() == search_batch_arrays(index, want, 5)[2].tolist()
+
+
+# --- reordered indexes: documents stored by position, answers in original ids -----------------
+
+
+def permuted(index, order: np.ndarray):
+    """The same collection stored in `order` (position -> original id), built by hand."""
+    import scipy.sparse as sp
+
+    from sparsebench.kernels.inverted import _with_block_maxima
+
+    csc = sp.csc_matrix((index.weights, index.docs, index.indptr), shape=(index.n_docs, index.n_terms))
+    csc = sp.csc_matrix(sp.csr_matrix(csc)[order])
+    csc.sort_indices()
+    return _with_block_maxima(index.n_docs, csc.indptr.astype(np.int64), csc.indices.astype(np.int32),
+                              csc.data.astype(np.float32), index.block_size, order.astype(np.int32))
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("block_size", [1, 8, 64])
+@pytest.mark.parametrize("reorder", ["bp", "random"])
+def test_reordered_index_answers_as_the_original(quantized: bool, block_size: int, reorder: str) -> None:
+    # Integer-valued weights make many exact ties, which must still break by original id.
+    docs, queries = random_collection(seed=block_size + 7, n_docs=1200, n_terms=200, terms_per_doc=15,
+                                      quantized=quantized)
+    plain = build_index(docs, 200, block_size)
+    if reorder == "bp":
+        index = build_index(docs, 200, block_size, reorder="bp")
+    else:
+        index = permuted(plain, np.random.default_rng(1).permutation(len(docs)))
+    assert not np.array_equal(index.ext, np.arange(len(docs)))
+    assert sorted(index.ext.tolist()) == list(range(len(docs)))
+    for q in queries:
+        for k in (1, 10, 50):
+            expected = search_reference(plain, q, k)
+            assert search_reference(index, q, k) == expected  # the reference is in original ids
+            for got in (search_exhaustive(index, q, k), search_blockmax(index, q, k)):
+                assert [d for d, _ in got] == [d for d, _ in expected]
+                assert np.allclose([s for _, s in got], [s for _, s in expected], rtol=0, atol=1e-5)
+    for pruning in ("exhaustive", "blockmax"):  # the batch path, dense scans included
+        assert search_batch(index, queries, 10, pruning) == search_batch(plain, queries, 10, pruning)
+
+
+def test_dense_scan_breaks_ties_by_original_id_in_a_reordered_index() -> None:
+    # Every document matches with the same score: the top k are the k smallest original ids,
+    # though they sit at the end of the stored order.
+    docs = [{0: 1.0} for _ in range(300)]
+    plain = build_index(docs, 1, 16)
+    index = permuted(plain, np.arange(299, -1, -1))
+    for search in (search_exhaustive, search_blockmax):
+        assert search(index, {0: 1.0}, 5) == [(d, 1.0) for d in range(5)]
+
+
+def test_identity_order_is_the_plain_index_and_round_trips() -> None:
+    from sparsebench.kernels.inverted import ARRAY_FIELDS, from_arrays
+
+    docs, queries = random_collection(seed=4, n_docs=500, n_terms=80, terms_per_doc=10, quantized=True)
+    plain = build_index(docs, 80, 16)
+    same = permuted(plain, np.arange(len(docs)))
+    for field in ARRAY_FIELDS:
+        assert np.array_equal(getattr(plain, field), getattr(same, field)), field
+    assert plain.ext.dtype == np.int32 and np.array_equal(plain.ext, np.arange(len(docs)))
+    assert plain.nbytes() == sum(a.nbytes for a in plain.arrays().values())
+    bp = build_index(docs, 80, 16, reorder="bp")
+    back = from_arrays(dict(np.load(_saved(bp))), bp.n_docs, bp.block_size)
+    assert search_batch(back, queries, 10) == search_batch(plain, queries, 10)
+    with pytest.raises(ValueError, match="reorder"):
+        build_index(docs, 80, 16, reorder="graph")  # type: ignore[arg-type]
+
+
+def _saved(index):
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **index.arrays())
+    buf.seek(0)
+    return buf

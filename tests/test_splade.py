@@ -185,7 +185,7 @@ def test_doc_pruning_reuses_one_encoding_and_shrinks_the_index(faq_sample, tmp_p
     weights = MLMSpladeEncoder("splade-tiny", max_length=48).encode([corpus[0].full_text], batch_size=1)
     heaviest = set(weights.indices[np.argsort(-weights.data, kind="stable")[:16]].tolist())
     ix = pruned._index
-    kept = {t for t in range(ix.n_terms) for p in range(ix.indptr[t], ix.indptr[t + 1]) if ix.docs[p] == 0}
+    kept = {t for t in range(ix.n_terms) for p in range(ix.indptr[t], ix.indptr[t + 1]) if ix.ext[ix.docs[p]] == 0}
     assert kept == heaviest
     # a threshold keeps only heavier terms; the search still answers
     thr, _ = indexed("splade(max_length=48,doc_threshold=0.5)")

@@ -2,7 +2,8 @@
 
 Every kernel answers a range [lo, hi) of a batch of queries given as CSR arrays (qptr, qterms,
 qweights) and writes each query's top k into row q of out_ids / out_scores (best first: score
-descending, then id ascending) and its length into out_n[q]. They take their scratch arrays from
+descending, then original id ascending: postings hold positions, ext[position] is the original
+id) and its length into out_n[q]. They take their scratch arrays from
 the caller, who keeps them all zero between calls (the kernels restore that), so a query
 allocates nothing proportional to the corpus; and they release the GIL, so threads answer
 chunks of a batch in parallel, each with its own scratch.
@@ -89,12 +90,13 @@ SPARSE_RATIO = 8
 
 
 @njit(cache=True, nogil=True)
-def exhaustive_batch(indptr, docs, weights, qptr, qterms, qweights, k, lo, hi,
+def exhaustive_batch(indptr, docs, weights, ext, qptr, qterms, qweights, k, lo, hi,
                      acc, touched, out_ids, out_scores, out_n):  # pragma: no cover - compiled
     """Term at a time: every posting of every query term into the dense accumulator `acc`
     (float64 [n_docs], zero on entry and on return), then the top k of the documents with a
     positive score, found in `touched` (int32 [n_docs]) for a sparse query, by a scan of `acc`
-    for a dense one."""
+    for a dense one. Postings hold positions; the heap holds original ids (ext[position]),
+    which break ties."""
     n_docs = acc.shape[0]
     hs = np.empty(k, dtype=np.float64)
     hd = np.empty(k, dtype=np.int64)
@@ -118,7 +120,7 @@ def exhaustive_batch(indptr, docs, weights, qptr, qterms, qweights, k, lo, hi,
                         acc[d] += v
             for j in range(nt):
                 d = touched[j]
-                n = _offer(hs, hd, n, k, acc[d], d)
+                n = _offer(hs, hd, n, k, acc[d], ext[d])
                 acc[d] = 0.0
         else:
             for i in range(qptr[q], qptr[q + 1]):
@@ -129,37 +131,39 @@ def exhaustive_batch(indptr, docs, weights, qptr, qterms, qweights, k, lo, hi,
             d = 0
             while n < k and d < n_docs:
                 if acc[d] > 0.0:
-                    n = _push(hs, hd, n, k, acc[d], d)
+                    n = _push(hs, hd, n, k, acc[d], ext[d])
                 d += 1
-            # Ascending ids: a later document tied with the root ranks below it, so a full heap
-            # takes only a strictly larger score, and one comparison rejects nearly every document.
+            # One comparison with the root rejects nearly every document; a tie with it enters
+            # when its original id is smaller (never, in the identity order: ids ascend).
             th = hs[0] if n == k else np.inf
             for d in range(d, n_docs):
-                if acc[d] > th:
-                    n = _push(hs, hd, n, k, acc[d], d)
-                    th = hs[0]
+                s = acc[d]
+                if s >= th:
+                    if s > th or ext[d] < hd[0]:
+                        n = _push(hs, hd, n, k, s, ext[d])
+                        th = hs[0]
             acc[:] = 0.0
         _drain(hs, hd, n, out_scores[q], out_ids[q])
         out_n[q] = n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _collect(acc, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
-    """Offer documents lo..hi-1 (acc[d] > 0: matched) to the heap and zero acc there; returns
-    the heap's new size. Ranges come in any order, so a document tied with the root enters
-    when its id is smaller."""
+def _collect(acc, ext, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
+    """Offer positions lo..hi-1 (acc > 0: matched) to the heap under their original ids and
+    zero acc there; returns the heap's new size. Blocks come in any order and original ids in
+    any order within one, so a document tied with the root enters when its id is smaller."""
     d = lo
     while n < k and d < hi:
         if acc[d] > 0.0:
-            n = _push(hs, hd, n, k, acc[d], d)
+            n = _push(hs, hd, n, k, acc[d], ext[d])
         d += 1
     if n == k:
         th = hs[0]
         for d in range(d, hi):
             s = acc[d]
             if s >= th:
-                if s > th or d < hd[0]:
-                    n = _push(hs, hd, n, k, s, d)
+                if s > th or ext[d] < hd[0]:
+                    n = _push(hs, hd, n, k, s, ext[d])
                     th = hs[0]
     for d in range(lo, hi):
         acc[d] = 0.0
@@ -193,7 +197,7 @@ def _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights
 
 
 @njit(cache=True, nogil=True)
-def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, n_docs, block_size,
+def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, ext, n_docs, block_size,
                    qptr, qterms, qweights, k, alpha, lo, hi,
                    ub, flag, blocks, acc, out_ids, out_scores, out_n):  # pragma: no cover - compiled
     """Block-max pruning, per query:
@@ -228,27 +232,45 @@ def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, n_docs, bl
             w = qweights[i]
             for e in range(bptr[t], bptr[t + 1]):
                 ub[bblock[e]] += w * bmax[e]
-        # 2. the largest bounds, kept sorted descending in seed_ub / blocks[:ns]
+        # 2. the largest bounds: a min-heap of (bound, block) whose root is the smallest kept
+        # (a sorted insertion costs up to `seeds` moves per block when bounds rise with ids,
+        # as they do in a corpus where similar documents are neighbours)
         ns = 0
         for b in range(n_blocks):
             u = ub[b]
-            if u > 0.0 and (ns < seeds or u > seed_ub[ns - 1]):
-                j = ns if ns < seeds else seeds - 1
-                while j > 0 and seed_ub[j - 1] < u:
-                    seed_ub[j] = seed_ub[j - 1]
-                    blocks[j] = blocks[j - 1]
-                    j -= 1
+            if u <= 0.0:
+                continue
+            if ns < seeds:
+                j = ns
+                ns += 1
+                while j > 0 and seed_ub[(j - 1) // 2] > u:
+                    seed_ub[j] = seed_ub[(j - 1) // 2]
+                    blocks[j] = blocks[(j - 1) // 2]
+                    j = (j - 1) // 2
                 seed_ub[j] = u
                 blocks[j] = b
-                if ns < seeds:
-                    ns += 1
+            elif u > seed_ub[0]:
+                j = 0
+                while True:
+                    c = 2 * j + 1
+                    if c >= ns:
+                        break
+                    if c + 1 < ns and seed_ub[c + 1] < seed_ub[c]:
+                        c += 1
+                    if seed_ub[c] >= u:
+                        break
+                    seed_ub[j] = seed_ub[c]
+                    blocks[j] = blocks[c]
+                    j = c
+                seed_ub[j] = u
+                blocks[j] = b
         for j in range(ns):
             flag[blocks[j]] = 1
         _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights, q0, q1, flag, acc)
         n = 0
         for j in range(ns):
             b = blocks[j]
-            n = _collect(acc, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
+            n = _collect(acc, ext, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
             flag[b] = 2
         # 3. the blocks that can still contribute (the k-th score only grows)
         kth = hs[0] if n == k else 0.0
@@ -268,7 +290,7 @@ def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, n_docs, bl
         for j in range(nc):
             b = blocks[j]
             flag[b] = 0
-            n = _collect(acc, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
+            n = _collect(acc, ext, b * block_size, min((b + 1) * block_size, n_docs), hs, hd, n, k)
         _drain(hs, hd, n, out_scores[q], out_ids[q])
         out_n[q] = n
 

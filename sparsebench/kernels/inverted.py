@@ -11,6 +11,12 @@ blocks with the largest bounds are scored first, which gives a k-th best score; 
 blocks whose bound can still beat it are scored (`safe`, alpha = 1: exactly the exhaustive top
 k) or can beat it by the factor `1 / alpha` (approximate: alpha < 1 skips more).
 
+Documents may be stored in another order than their ids (`reorder="bp"`: recursive graph
+bisection, `sparsebench.kernels.reorder`, which packs documents that share terms into the same
+blocks and so tightens their bounds). The postings then hold positions, `ext[position]` is the
+document's original id, and every path returns and breaks ties by original ids: a reordered
+index answers exactly as the one in id order.
+
 Order of the result: score descending, then document id ascending. Scores are accumulated in
 float64, term by term in query order, in all three paths, so they agree exactly.
 
@@ -31,12 +37,14 @@ import numpy as np
 
 DEFAULT_BLOCK = 64
 
+Reorder = Literal["none", "bp"]
+
 
 @dataclass(frozen=True)
 class InvertedIndex:
     n_docs: int
     indptr: np.ndarray  # int64 [n_terms + 1]: postings of term t are [indptr[t], indptr[t + 1])
-    docs: np.ndarray  # int32 [nnz], ascending within a term
+    docs: np.ndarray  # int32 [nnz]: positions, ascending within a term (ext maps them to ids)
     weights: np.ndarray  # float32 [nnz], > 0
     block_size: int
     # Block maxima, term-major like the postings: for term t, entries [bptr[t], bptr[t + 1]) give
@@ -46,6 +54,7 @@ class InvertedIndex:
     bblock: np.ndarray  # int32 [n_entries]
     bmax: np.ndarray  # float32 [n_entries]
     bstart: np.ndarray  # int64 [n_entries]
+    ext: np.ndarray  # int32 [n_docs]: position -> original document id (arange: not reordered)
 
     @property
     def n_terms(self) -> int:
@@ -56,13 +65,27 @@ class InvertedIndex:
         return (self.n_docs + self.block_size - 1) // self.block_size
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.indptr, self.docs, self.weights, self.bptr, self.bblock, self.bmax, self.bstart))
+        return sum(a.nbytes for a in (self.indptr, self.docs, self.weights, self.bptr, self.bblock, self.bmax,
+                                      self.bstart, self.ext))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array, by field name (what an index file stores; `from_arrays` reads it back)."""
+        return {name: getattr(self, name) for name in ARRAY_FIELDS}
 
 
-def build_index(doc_terms: list[dict[int, float]], n_terms: int, block_size: int = DEFAULT_BLOCK) -> InvertedIndex:
+ARRAY_FIELDS = ("indptr", "docs", "weights", "bptr", "bblock", "bmax", "bstart", "ext")
+
+
+def from_arrays(arrays: Mapping[str, np.ndarray], n_docs: int, block_size: int) -> InvertedIndex:
+    """The index `InvertedIndex.arrays` gave (as saved in an .npz file)."""
+    return InvertedIndex(n_docs, *(np.asarray(arrays[name]) for name in ARRAY_FIELDS[:3]), block_size,
+                         *(np.asarray(arrays[name]) for name in ARRAY_FIELDS[3:]))
+
+
+def build_index(doc_terms: list[dict[int, float]], n_terms: int, block_size: int = DEFAULT_BLOCK,
+                reorder: Reorder = "none") -> InvertedIndex:
     """From one {term id: weight} per document (weights <= 0 are dropped)."""
-    if block_size < 1:
-        raise ValueError(f"block_size={block_size}: must be at least 1")
+    _check_build(block_size, reorder)
     postings: list[list[tuple[int, float]]] = [[] for _ in range(n_terms)]
     for d, terms in enumerate(doc_terms):
         for t, w in terms.items():
@@ -74,31 +97,56 @@ def build_index(doc_terms: list[dict[int, float]], n_terms: int, block_size: int
     indptr[1:] = np.cumsum([len(p) for p in postings])
     docs = np.fromiter((d for p in postings for d, _ in p), dtype=np.int32, count=int(indptr[-1]))
     weights = np.fromiter((w for p in postings for _, w in p), dtype=np.float32, count=int(indptr[-1]))
-    return _with_block_maxima(len(doc_terms), indptr, docs, weights, block_size)
-
-
-def from_csr(matrix: object, block_size: int = DEFAULT_BLOCK) -> InvertedIndex:
-    """From a scipy sparse documents x terms matrix (zeros and negative weights dropped)."""
+    if reorder == "none":
+        return _with_block_maxima(len(doc_terms), indptr, docs, weights, block_size, _identity(len(doc_terms)))
     import scipy.sparse as sp
 
+    return from_csr(sp.csc_matrix((weights, docs, indptr), shape=(len(doc_terms), n_terms)), block_size, reorder)
+
+
+def from_csr(matrix: object, block_size: int = DEFAULT_BLOCK, reorder: Reorder = "none") -> InvertedIndex:
+    """From a scipy sparse documents x terms matrix (zeros and negative weights dropped);
+    `reorder="bp"` stores the documents in a recursive graph bisection order."""
+    import scipy.sparse as sp
+
+    _check_build(block_size, reorder)
     csc = sp.csc_matrix(matrix, dtype=np.float32, copy=True)
     csc.data[csc.data < 0] = 0
     csc.eliminate_zeros()
+    ext = _identity(csc.shape[0])
+    if reorder == "bp":
+        from .reorder import bp_order
+
+        # Split points on block boundaries: every block is one leaf of the bisection.
+        ext = bp_order(csc, unit=block_size).astype(np.int32)
+        csc = sp.csc_matrix(sp.csr_matrix(csc)[ext])
     csc.sort_indices()
     return _with_block_maxima(csc.shape[0], csc.indptr.astype(np.int64), csc.indices.astype(np.int32),
-                              csc.data.astype(np.float32), block_size)
+                              csc.data.astype(np.float32), block_size, ext)
 
 
 def from_postings(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray,
-                  block_size: int = DEFAULT_BLOCK) -> InvertedIndex:
+                  block_size: int = DEFAULT_BLOCK, reorder: Reorder = "none") -> InvertedIndex:
     """From term-major postings (a CSC documents x terms matrix's arrays), as bm25s stores its
     precomputed BM25 impacts; ids within a term are sorted here if they are not."""
     import scipy.sparse as sp
 
-    return from_csr(sp.csc_matrix((weights, docs, indptr), shape=(n_docs, len(indptr) - 1)), block_size)
+    return from_csr(sp.csc_matrix((weights, docs, indptr), shape=(n_docs, len(indptr) - 1)), block_size, reorder)
 
 
-def _with_block_maxima(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray, block_size: int) -> InvertedIndex:
+def _check_build(block_size: int, reorder: str) -> None:
+    if block_size < 1:
+        raise ValueError(f"block_size={block_size}: must be at least 1")
+    if reorder not in ("none", "bp"):
+        raise ValueError(f"reorder={reorder!r}: must be 'none' or 'bp'")
+
+
+def _identity(n_docs: int) -> np.ndarray:
+    return np.arange(n_docs, dtype=np.int32)
+
+
+def _with_block_maxima(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray, block_size: int,
+                       ext: np.ndarray) -> InvertedIndex:
     blocks = docs // block_size
     # A new entry wherever the block changes within a term, and at every term's first posting.
     starts = np.ones(len(docs), dtype=bool)
@@ -109,19 +157,20 @@ def _with_block_maxima(n_docs: int, indptr: np.ndarray, docs: np.ndarray, weight
     bblock = blocks[bstart].astype(np.int32)
     bmax = np.maximum.reduceat(weights, bstart).astype(np.float32) if len(bstart) else np.zeros(0, np.float32)
     bptr = np.searchsorted(bstart, indptr).astype(np.int64)
-    return InvertedIndex(n_docs, indptr, docs, weights, block_size, bptr, bblock, bmax, bstart)
+    return InvertedIndex(n_docs, indptr, docs, weights, block_size, bptr, bblock, bmax, bstart, ext)
 
 
 # --- the reference: plain Python, the definition the fast paths are tested against -----------
 
 
 def search_reference(index: InvertedIndex, query: dict[int, float], k: int) -> list[tuple[int, float]]:
+    """In original document ids, whatever order the index stores the documents in."""
     scores: dict[int, float] = {}
     for t, qw in query.items():
         if qw <= 0 or not 0 <= t < index.n_terms:
             continue
         for p in range(int(index.indptr[t]), int(index.indptr[t + 1])):
-            d = int(index.docs[p])
+            d = int(index.ext[index.docs[p]])
             scores[d] = scores.get(d, 0.0) + float(qw) * float(index.weights[p])
     return sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
 
@@ -317,11 +366,11 @@ def _run(index: InvertedIndex, batch: QueryBatch, k: int, pruning: Pruning, alph
          ids: np.ndarray, scores: np.ndarray, counts: np.ndarray, scratch: _Scratch) -> None:
     exhaustive, blockmax = _jit()
     if pruning == "exhaustive":
-        exhaustive(index.indptr, index.docs, index.weights, batch.indptr, batch.terms, batch.weights, k, lo, hi,
+        exhaustive(index.indptr, index.docs, index.weights, index.ext, batch.indptr, batch.terms, batch.weights, k, lo, hi,
                    *scratch, ids, scores, counts)
     else:
         blockmax(index.indptr, index.docs, index.weights, index.bptr, index.bblock, index.bmax, index.bstart,
-                 index.n_docs, index.block_size, batch.indptr, batch.terms, batch.weights, k, float(alpha), lo, hi,
+                 index.ext, index.n_docs, index.block_size, batch.indptr, batch.terms, batch.weights, k, float(alpha), lo, hi,
                  *scratch, ids, scores, counts)
 
 

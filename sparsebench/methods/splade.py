@@ -83,6 +83,9 @@ class Splade(RetrievalMethod):
     pruning: Literal["blockmax", "exhaustive"] = "blockmax"
     alpha: float = 1.0  # block-max: 1 is safe (the exhaustive top k); below 1 stops earlier
     block_size: int = 64
+    # Document order in the index: none (corpus order) or bp (recursive graph bisection, which
+    # packs documents sharing terms into the same blocks). Hits are the same either way.
+    reorder: Literal["none", "bp"] = "none"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -285,7 +288,7 @@ class _SpladeRetriever(Retriever):
         t0 = time.perf_counter()
         if m.query_encoder == "idf":
             self._idf = idf_weights(weights)  # over the unpruned weights: the same queries at every pruning point
-        self._index = from_csr(prune_rows(weights, m.doc_top_k, m.doc_threshold), m.block_size)
+        self._index = from_csr(prune_rows(weights, m.doc_top_k, m.doc_threshold), m.block_size, m.reorder)
         build_s = time.perf_counter() - t0
         if report.cache_hit and encode_s is not None:
             report.cached_build_s = encode_s + build_s
@@ -326,8 +329,7 @@ class _SpladeRetriever(Retriever):
 
     def save(self, directory: Path) -> None:
         ix = self._index
-        np.savez(directory / "index.npz", indptr=ix.indptr, docs=ix.docs, weights=ix.weights, bptr=ix.bptr,
-                 bblock=ix.bblock, bmax=ix.bmax, bstart=ix.bstart)
+        np.savez(directory / "index.npz", **ix.arrays())  # ext included: positions -> document numbers
         if self._idf is not None:  # the inference-free query encoder's whole state
             np.save(directory / "query_idf.npy", self._idf, allow_pickle=False)
         (directory / "doc_ids.txt").write_text("\n".join(self._doc_ids))

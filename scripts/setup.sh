@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
+EXTRAS="test,mteb,lm"
+# `--env NAME`: a worker environment (sparsebench/envs.py) in .venvs/NAME with the project and
+# its [NAME] extra, for methods whose library pins versions the main environment cannot share.
+if [ "${1:-}" = "--env" ]; then
+  [ -n "${2:-}" ] || { echo "setup: --env needs a name (prune)" >&2; exit 2; }
+  case "$2" in
+    prune) ;;
+    *) echo "setup: unknown worker environment '$2' (known: prune)" >&2; exit 2 ;;
+  esac
+  VENV=".venvs/$2"
+  EXTRAS="test,lm,$2"
+  mkdir -p .venvs
+fi
 PIP=(env PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet)
 stamp="$VENV/.sparsebench-installed"
 
@@ -26,7 +39,8 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${PIP[@]}" "torch==2.13.0"
 fi
 
-# The development set-up takes every extra: the tests cover the mteb: loader too.
-echo "setup: installing sparsebench and its dependencies (extras: test, mteb)" >&2
-"${PIP[@]}" -e ".[test,mteb]"
+# The development set-up takes every extra the main environment can hold: the tests cover the
+# mteb: loader and the lm suite too.
+echo "setup: installing sparsebench and its dependencies into $VENV (extras: $EXTRAS)" >&2
+"${PIP[@]}" -e ".[$EXTRAS]"
 touch "$stamp"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import BenchError
+from .logs import configure_logging
 
 log = logging.getLogger("sparsebench")
 
@@ -56,23 +57,6 @@ environment:
   SPARSEBENCH_OFFLINE=1      never touch the network (HF_HUB_OFFLINE=1 keeps model hubs away but still
                              lets a registry wheel such as SPLADE-tiny's be fetched)
 """
-
-
-def configure_logging(verbose: bool) -> None:
-    """Add one stderr handler (once) and set levels; other handlers (pytest's, an embedding
-    application's) are left in place."""
-    root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "name", None) == "sparsebench"), None)
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.set_name("sparsebench")
-        root.addHandler(handler)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # Third-party libraries log per batch at INFO; keep their warnings only.
-    for noisy in ("sentence_transformers", "transformers", "bm25s", "httpx", "urllib3", "datasets", "ir_datasets", "mteb", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .methodid import split_method_ids
     from .registry import parse_override
     from .runner import RunOptions, run_suite
+    from .suites.axes import SUMMARY_COLUMNS
     from .table import results_table
 
     profile = choose_profile(args.profile, args.profile_mismatch == "allow")
@@ -186,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for rec in read(args.results / f"{suite.name}.jsonl"):
         latest[rec["key"]] = rec
     shown = [latest[s.key] for s in summary.specs if s.key in latest]
-    sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics)}\n")
+    sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics, SUMMARY_COLUMNS.get(suite.task, ()))}\n")
     log.info("%d ran, %d already done, %d failed (%d waited for another run)", summary.ran, summary.skipped, summary.failed, summary.waited)
     return 1 if summary.failed else 0
 

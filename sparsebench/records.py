@@ -107,6 +107,8 @@ def validate(rec: Any) -> list[str]:
             problems.append(f"profile.{key} missing")
     if "contention" in rec:
         problems += contention_problems(rec["contention"])
+    if "model" in rec and not (isinstance(rec["model"], dict) and isinstance(rec["model"].get("id"), str)):
+        problems.append("model should be an object with a string id (the model a language-model task measured)")
     return problems
 
 

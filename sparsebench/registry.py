@@ -33,6 +33,7 @@ FAMILIES = (
     "pruning",
     "sparse-attention",
     "sae",
+    "language-model",  # the unmodified model of an lm suite: its baseline row
 )
 
 

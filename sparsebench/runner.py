@@ -25,10 +25,8 @@ from typing import Any
 
 from . import registry
 from .cache import ArtifactCache
-from .datasets.resolve import load_dataset
-from .datasets.snapshot import read_snapshot, write_snapshot
-from .datasets.types import RetrievalDataset
 from .contention import SAMPLE_INTERVAL_S, MeasuringClaim
+from .envs import describe_worker, env_of, here_has, worker_python
 from .errors import BenchError
 from .hardware import ProfileMatch, Threads, apply_threads, threads_in_use
 from .methodid import Scalar
@@ -36,7 +34,7 @@ from .provenance import now, provenance
 from .records import SCHEMA_VERSION, ResultStore, append, read
 from .sidecars import clean_stale_temp, write_sidecar
 from .suites.spec import Suite, load_suite
-from .suites.tasks import get_task
+from .suites.tasks import TaskData, get_task
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +130,8 @@ def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[
         chosen = [(m, {}) for m in methods]
     else:
         chosen = [point for grid in suite.methods for point in grid.method_ids()]
+    for base, _ in chosen:
+        task.check_method(registry.build(base), f"{suite.ref}" + (" --method" if methods is not None else f" ({suite.file})"))
     in_run = {n for base, _ in chosen for n in registry.method_names(registry.build(base))}
     for name in per_method:
         if name not in in_run:
@@ -145,7 +145,7 @@ def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[
     return Plan(settings=dataclasses.asdict(settings), method_ids=ids)
 
 
-def plan(suite: Suite, dataset: RetrievalDataset, dataset_ref: str, profile: ProfileMatch, chosen: Plan) -> list[RunSpec]:
+def plan(suite: Suite, dataset: TaskData, dataset_ref: str, profile: ProfileMatch, chosen: Plan) -> list[RunSpec]:
     return [
         RunSpec(
             suite_file=suite.file,
@@ -176,11 +176,14 @@ def run_suite(
         raise BenchError(f"--results {opts.results_dir}: is a file, not a directory; give the results directory (default ./results)")
     suite = load_suite(suite_name)
     chosen = plan_methods(suite, methods, overrides or [])
-    dataset = load_dataset(suite, dataset_ref, opts.dataset_name)
-    log.info("dataset %s: %d documents, %d queries", dataset.id, len(dataset.corpus), len(dataset.judged_queries()))
+    task = get_task(suite.task, suite.file)
+    dataset = task.load_data(suite, dataset_ref, opts.dataset_name)
+    log.info("%s", task.describe(dataset))
     specs = plan(suite, dataset, dataset_ref or suite.default_dataset, profile, chosen)
+    _check_worker_envs(specs, opts)
+    task.preflight(task.settings_from(chosen.settings, suite.file), [registry.build(s.method) for s in specs], opts.cache_dir)
     if opts.isolate:  # workers read this one file instead of running the source's loader again
-        opts = dataclasses.replace(opts, dataset_snapshot=write_snapshot(opts.cache_dir, dataset))
+        opts = dataclasses.replace(opts, dataset_snapshot=task.write_snapshot(opts.cache_dir, dataset))
     store = ResultStore(opts.results_dir)
     done = _ok_counts(store, suite)  # reads (and so checks) the results file before anything runs
     clean_stale_temp(opts.results_dir)
@@ -207,9 +210,22 @@ def run_suite(
     return summary, suite
 
 
+def _check_worker_envs(specs: list[RunSpec], opts: RunOptions) -> None:
+    """A method whose worker environment is missing is refused before anything is measured."""
+    for spec in specs:
+        method = registry.build(spec.method)
+        if opts.isolate:
+            worker_python(method)
+        else:
+            env = env_of(method)
+            if env is not None and not here_has(env):
+                raise BenchError(f"{spec.method} needs the worker environment {env!r}; --in-process runs in this "
+                                 "interpreter, which lacks it: drop --in-process")
+
+
 def _measure_claimed(
     store: ResultStore, spec: RunSpec, suite: Suite, profile: ProfileMatch, opts: RunOptions,
-    dataset: RetrievalDataset, summary: RunSummary, done_at_start: Counter[str], tag: str, wait: bool,
+    dataset: TaskData, summary: RunSummary, done_at_start: Counter[str], tag: str, wait: bool,
 ) -> bool:
     """Measure `spec` under its per-key claim; False when the claim is busy and `wait` is off."""
     with store.claim(spec.key, wait=wait) as mine:
@@ -243,7 +259,7 @@ def _ok_counts(store: ResultStore, suite: Suite) -> Counter[str]:
     return Counter(r["key"] for r in read(store.file_for(suite.name)) if r["status"] == "ok")
 
 
-def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: RetrievalDataset, suite_digest: str) -> dict[str, Any]:
+def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: TaskData, suite_digest: str) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:12]
     started = now()
     t0 = time.perf_counter()
@@ -260,7 +276,7 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
     }
     with MeasuringClaim() as claim:
         if opts.isolate:
-            outcome = _run_isolated(payload, spec.settings["timeout_s"], claim)
+            outcome = _run_isolated(payload, spec.settings["timeout_s"], claim, worker_python(registry.build(spec.method)))
         else:
             outcome = _work_sampled(payload, dataset, claim)
     contention = claim.result()
@@ -296,6 +312,9 @@ def execute(spec: RunSpec, profile: ProfileMatch, opts: RunOptions, dataset: Ret
         "status": outcome["status"],
         "error": _text(outcome.get("error")),
     }
+    subject = get_task(spec.task).subject(get_task(spec.task).settings_from(spec.settings, "spec"))
+    if subject:  # the task's model: part of the key (a setting) and of the report's grouping
+        rec["model"] = subject
     if outcome.get("traceback"):
         rec["traceback"] = _text(outcome["traceback"])
     if outcome["status"] == "ok":
@@ -332,7 +351,9 @@ def _non_finite(value: Any, path: str = "") -> str:
     return ""
 
 
-def _run_isolated(payload: dict[str, Any], timeout_s: float, claim: MeasuringClaim) -> dict[str, Any]:
+def _run_isolated(payload: dict[str, Any], timeout_s: float, claim: MeasuringClaim, python: str | None = None) -> dict[str, Any]:
+    if python is not None:
+        return _run_in_env(payload, timeout_s, claim, python)
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker_main, args=(payload, send), daemon=True)
@@ -357,7 +378,36 @@ def _run_isolated(payload: dict[str, Any], timeout_s: float, claim: MeasuringCla
     return outcome
 
 
-def _work_sampled(payload: dict[str, Any], dataset: RetrievalDataset, claim: MeasuringClaim) -> dict[str, Any]:
+def _run_in_env(payload: dict[str, Any], timeout_s: float, claim: MeasuringClaim, python: str) -> dict[str, Any]:
+    """A worker in another environment's interpreter: `python -m sparsebench.worker IN OUT`.
+
+    multiprocessing's spawn hands the child this interpreter's sys.path, which would import this
+    environment's packages there; a plain subprocess with JSON files in and out does not."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sparsebench-worker-") as tmp:
+        inp, out = Path(tmp) / "payload.json", Path(tmp) / "outcome.json"
+        inp.write_text(json.dumps(payload), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        proc = subprocess.Popen([python, "-m", "sparsebench.worker", str(inp), str(out)], stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                proc.wait(timeout=max(0.0, min(SAMPLE_INTERVAL_S, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                claim.sample()
+                if time.monotonic() >= deadline:
+                    proc.kill()
+                    proc.wait()
+                    return {"status": "timeout", "error": f"no result within timeout_s={timeout_s:g}; worker killed"}
+        if not out.is_file():
+            return {"status": "failed", "error": f"worker ({python}) died without a result (exit code {proc.returncode}; out of memory?)"}
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _work_sampled(payload: dict[str, Any], dataset: TaskData, claim: MeasuringClaim) -> dict[str, Any]:
     """In-process (debug) runs: a thread samples, since this process is also the one measured."""
     import threading
 
@@ -378,7 +428,7 @@ def _work_sampled(payload: dict[str, Any], dataset: RetrievalDataset, claim: Mea
 
 def _worker_main(payload: dict[str, Any], conn: Any) -> None:
     _die_with_parent(payload["parent_pid"])
-    from .cli import configure_logging
+    from .logs import configure_logging
 
     configure_logging(verbose=False)
     try:
@@ -406,15 +456,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(ORPHANED_EXIT)
 
 
-def _work(payload: dict[str, Any], dataset: RetrievalDataset | None) -> dict[str, Any]:
+def _work(payload: dict[str, Any], dataset: TaskData | None) -> dict[str, Any]:
     spec = RunSpec(**{**payload["spec"], "metrics": tuple(payload["spec"]["metrics"])})
     try:
         apply_threads(Threads(**payload["threads"]))
+        task = get_task(spec.task)
         if dataset is None:
-            dataset = read_snapshot(Path(payload["dataset_snapshot"]))
+            dataset = task.read_snapshot(Path(payload["dataset_snapshot"]))
         if dataset.checksum != spec.dataset_checksum:
             raise BenchError(f"dataset {spec.dataset} changed while the suite was running")
-        task = get_task(spec.task)
         settings = task.settings_from(spec.settings, "spec")
         method = registry.build(spec.method)
         from .methods.base import RunContext
@@ -433,6 +483,7 @@ def _work(payload: dict[str, Any], dataset: RetrievalDataset | None) -> dict[str
             os.environ["TQDM_DISABLE"] = "1"
         result = task.run(method, dataset, spec.metrics, settings, ctx, run_file)  # type: ignore[attr-defined]
         result.extra["threads"] = threads_in_use()
+        result.extra["worker"] = describe_worker()
         return {"status": "ok", "result": dataclasses.asdict(result)}
     except Exception as e:
         log.debug("worker failure", exc_info=True)

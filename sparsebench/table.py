@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-COST_COLUMNS = (
-    ("latency_p50_ms", "p50 ms", "{:.2f}"),
-    ("latency_p95_ms", "p95 ms", "{:.2f}"),
-    ("latency_p99_ms", "p99 ms", "{:.2f}"),
-    ("batch_throughput", "batch q/s", "{:.0f}"),
-    ("index_build_s", "build s", "{:.2f}"),
-    ("index_bytes", "index MiB", "{:.2f}"),
-    ("peak_rss_mb", "RSS MiB", "{:.0f}"),
-)
+from .suites.axes import Column
+
+# Costs that are bytes are shown in MiB.
+MIB_AXES = ("index_bytes", "model_bytes")
 
 
 def _fmt(value: Any, pattern: str, scale: float = 1.0) -> str:
@@ -21,14 +16,15 @@ def _fmt(value: Any, pattern: str, scale: float = 1.0) -> str:
     return pattern.format(value / scale)
 
 
-def results_table(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
-    header = ["method", "dataset", *metrics, *(c[1] for c in COST_COLUMNS), "status"]
+def results_table(records: Sequence[dict[str, Any]], metrics: Sequence[str], columns: Sequence[Column]) -> str:
+    """`columns`: the task's summary columns (Task.summary_columns)."""
+    header = ["method", "dataset", *metrics, *(c[1] for c in columns), "status"]
     rows = []
     for rec in records:
         row = [rec["method"], rec["dataset"]["id"]]
         row += [_fmt(rec["metrics"].get(m, {}).get("value"), "{:.4f}") for m in metrics]
-        for name, _, pattern in COST_COLUMNS:
-            scale = 2**20 if name == "index_bytes" else 1.0
+        for name, _, pattern in columns:
+            scale = 2**20 if name in MIB_AXES else 1.0
             row.append(_fmt(rec["costs"].get(name, {}).get("value"), pattern, scale))
         row.append(rec["status"])
         rows.append(row)

@@ -22,8 +22,9 @@ def test_metadata_is_complete(name: str) -> None:
     assert str(default) == str(registry.build(str(default))) and default.info is info
     if not registry.method_fields(cls):
         assert str(cls()) == name
+    fields = registry.param_fields(cls)  # the lm suite's `dense` baseline has none
     with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(default, registry.param_fields(cls)[0].name, None)
+        setattr(default, fields[0].name if fields else "anything", None)
 
 
 @pytest.mark.parametrize("name", [n for n in registry.names() if "retrieval" in registry.lookup(n)[1].tasks])

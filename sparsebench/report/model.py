@@ -6,6 +6,7 @@ group are ranked together. Within a group each result key shows its latest `ok` 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from .. import pareto
 from ..records import suite_version
 from ..stats import bootstrap_ci
+from ..suites.axes import TASK_BASELINE
 from . import axes, fmt
 from .details import Detail, record_detail
 from .load import Loaded, load_results, sidecar_values
@@ -198,8 +200,14 @@ def check_options(report: Report, options: ReportOptions) -> None:
 
 
 def group_key(rec: dict) -> tuple[str, str, str, str]:
+    """(suite, dataset id, checksum, profile); a task's model is part of the dataset id shown,
+    as `data / model`, since quality on one model is not comparable with another's."""
     ds = rec["dataset"]
-    return (rec["suite"], str(ds.get("id", "")), str(ds.get("checksum", "") or ""), str(rec["profile"].get("id", "")))
+    data_id = str(ds.get("id", ""))
+    model = rec.get("model")
+    if isinstance(model, dict) and model.get("id"):
+        data_id = f"{data_id} / {model['id']}"
+    return (rec["suite"], data_id, str(ds.get("checksum", "") or ""), str(rec["profile"].get("id", "")))
 
 
 def _group_sort(gk: tuple[str, str, str, str]) -> tuple:
@@ -271,17 +279,18 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
     for rec in shown:
         anchor = anchors.take("rec-" + fmt.anchor_part(rec["key"]))
         rows.append(_row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded, options))
-    rows.sort(key=lambda r: (-(r.main.value if r.main.value is not None else float("-inf")), r.label, r.anchor))
+    main_dir = metric_cols[0].direction if metric_cols else "higher"
+    rows.sort(key=lambda r: (-_signed(r.main.value, main_dir), r.label, r.anchor))
 
-    base_id = options.baseline or ("bm25" if any(r.method == "bm25" for r in rows) else None)
+    default_base = TASK_BASELINE.get(task)
+    base_id = options.baseline or (default_base if any(r.method == default_base for r in rows) else None)
     base_row = _pick_baseline(rows, base_id)
     baseline_note = ""
     if options.baseline and base_row is None:
         baseline_note = f"baseline {options.baseline} has no ok record in this group"
-    main_dir = metric_cols[0].direction if metric_cols else "higher"
     frontiers = [_frontier(col, i, rows, main_metric, main_dir) for i, col in enumerate(cost_cols)]
-    budgets = [line for col in cost_cols for line in _budgets(col, cost_cols.index(col), rows, base_row, options)]
-    baseline = _baseline(base_row, rows, cost_cols) if base_row else None
+    budgets = [line for col in cost_cols for line in _budgets(col, cost_cols.index(col), rows, base_row, options, main_dir)]
+    baseline = _baseline(base_row, rows, cost_cols, main_dir) if base_row else None
 
     failures, details = [], [record_detail(r.anchor, r.record, r.runs) for r in rows]
     for rec in sorted((r for r in recs if r["status"] != "ok"), key=lambda r: (*_latest_first(r, loaded), r["method"])):
@@ -334,10 +343,18 @@ def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric:
     costs = [_quantity_cell(rec["costs"].get(c.name), c, anchor, fmt.number) for c in cost_cols]
     main = metrics[0] if metric_cols and metric_cols[0].name == main_metric else Cell(fmt.DASH, None, anchor, "no main metric")
     ci_lo = ci_hi = None
-    values, ci_note = sidecar_values(loaded.root, rec, main_metric, loaded.where.get(id(rec), ""))
+    # A perplexity is exp(mean NLL), not a mean of per-window perplexities: resample the NLLs.
+    q = rec["metrics"].get(main_metric)
+    on_log = isinstance(q, dict) and str(q.get("aggregation", "")).startswith("exp(mean NLL")
+    base, sep, text = main_metric.partition("/")
+    values, ci_note = sidecar_values(loaded.root, rec, "nll" + sep + text if on_log else main_metric, loaded.where.get(id(rec), ""))
     if values is not None:
         ci_lo, ci_hi = bootstrap_ci(values, options.confidence, options.resamples, options.seed)
+        if on_log:
+            ci_lo, ci_hi = math.exp(ci_lo), math.exp(ci_hi)
         ci_note = f"{options.confidence:.0%} percentile bootstrap over {len(values)} queries, {options.resamples} resamples, seed {options.seed}"
+        if on_log:
+            ci_note = ci_note.replace("queries", "windows (of the mean NLL, then exp)")
     suffix = f" [{fmt.anchor_part(rec['key'])[:8]}]" if method_counts[rec["method"]] > 1 else ""
     matched = rec["profile"].get("matched", True) is not False
     n = rec["metrics"].get(main_metric, {}).get("n") if isinstance(rec["metrics"].get(main_metric), dict) else None
@@ -385,7 +402,7 @@ def _frontier(col: Column, i: int, rows: list[Row], main_metric: str, main_dir: 
 
     def order(r: Row) -> tuple:
         v = _comparable(r, i)
-        return (v is None, sign * v if v is not None else 0.0, -(r.main.value or 0.0), r.label)
+        return (v is None, sign * v if v is not None else 0.0, -_signed(r.main.value, main_dir), r.label)
 
     entries = [FrontierEntry(r, r.costs[i], r.main, id(r) in on) for r in sorted(rows, key=order)]
     notes = []
@@ -398,11 +415,12 @@ def _frontier(col: Column, i: int, rows: list[Row], main_metric: str, main_dir: 
         x_label=f"{col.name} ({col.unit})" if col.unit else col.name,
         y_label=main_metric,
         x_direction=col.direction,
+        y_direction=main_dir,
     )
     return FrontierView(col, entries, plot, notes)
 
 
-def _budgets(col: Column, i: int, rows: list[Row], base: Row | None, options: ReportOptions) -> list[BudgetLine]:
+def _budgets(col: Column, i: int, rows: list[Row], base: Row | None, options: ReportOptions, main_dir: str) -> list[BudgetLine]:
     values = [v for r in rows if (v := _comparable(r, i)) is not None]
     if not values:
         return []
@@ -420,7 +438,7 @@ def _budgets(col: Column, i: int, rows: list[Row], base: Row | None, options: Re
         within = [r for r in rows if (v := _comparable(r, i)) is not None and r.main.value is not None
                   and (v <= budget if col.direction == "lower" else v >= budget)]
         sign = 1 if col.direction == "lower" else -1
-        best = min(within, key=lambda r: (-r.main.value, sign * _comparable(r, i), r.label), default=None)  # type: ignore[operator]
+        best = min(within, key=lambda r: (-_signed(r.main.value, main_dir), sign * _comparable(r, i), r.label), default=None)  # type: ignore[operator,arg-type]
         text = ("\u2264 " if col.direction == "lower" else "\u2265 ") + fmt.number(budget) + (f" {col.unit}" if col.unit else "")
         lines.append(BudgetLine(col, budget, text, source, source_anchor, best,
                                 best.main if best else None, best.costs[i] if best else None))
@@ -434,11 +452,11 @@ def _pick_baseline(rows: list[Row], method: str | None) -> Row | None:
     return max(cands, key=lambda r: (str(r.record["finished_at"]), r.anchor), default=None)
 
 
-def _baseline(base: Row, rows: list[Row], cost_cols: list[Column]) -> BaselineView:
+def _baseline(base: Row, rows: list[Row], cost_cols: list[Column], main_dir: str) -> BaselineView:
     out = []
     for r in rows:
         d = r.main.value - base.main.value if r.main.value is not None and base.main.value is not None else None
-        delta = Cell(fmt.delta(d), d, r.anchor, "", "", _better(d, "higher"))
+        delta = Cell(fmt.delta(d), d, r.anchor, "", "", _better(d, main_dir))
         ratios = []
         for i, col in enumerate(cost_cols):
             a, b = _comparable(r, i), _comparable(base, i)
@@ -448,6 +466,13 @@ def _baseline(base: Row, rows: list[Row], cost_cols: list[Column]) -> BaselineVi
                                _better(None if ratio is None else ratio - 1.0, col.direction)))
         out.append((r, delta, ratios))
     return BaselineView(base.label, base.anchor, out)
+
+
+def _signed(value: float | None, direction: str) -> float:
+    """A quality value as "larger is better" (missing values rank last), for sorting."""
+    if value is None:
+        return float("-inf")
+    return value if direction == "higher" else -value
 
 
 def _better(diff: float | None, direction: str) -> str:

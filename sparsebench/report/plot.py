@@ -63,8 +63,11 @@ class Plot:
     better: str  # where the good corner is, in words
 
 
-def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_label: str, x_direction: str) -> Plot | None:
-    """data: (label, anchor, cost, quality, on_frontier). None when there is nothing to draw."""
+def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_label: str, x_direction: str,
+            y_direction: str = "higher") -> Plot | None:
+    """data: (label, anchor, cost, quality, on_frontier). None when there is nothing to draw.
+
+    Better quality is always up: a lower-is-better metric (perplexity) runs its axis downwards."""
     if not data:
         return None
     xs, ys = [d[2] for d in data], [d[3] for d in data]
@@ -78,13 +81,14 @@ def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_lab
         return round(LEFT + t * inner_w, 2)
 
     def py(y: float) -> float:
-        return round(TOP + (1 - (y - y0) / (y1 - y0)) * inner_h, 2)
+        t = (y - y0) / (y1 - y0)
+        return round(TOP + ((1 - t) if y_direction == "higher" else t) * inner_h, 2)
 
     points = sorted((Point(lbl, a, x, y, px(x), py(y), f) for lbl, a, x, y, f in data), key=lambda p: (not p.frontier, p.x, p.y, p.label))
     # The attainable quality at a cost budget is a staircase: from each frontier point (cheapest
     # first) hold its quality until the next point's cost, then step up to that point.
     sign = 1 if x_direction == "lower" else -1
-    front = sorted((p for p in points if p.frontier), key=lambda p: (sign * p.x, p.y))
+    front = sorted((p for p in points if p.frontier), key=lambda p: (sign * p.x, p.y if y_direction == "higher" else -p.y))
     path = ""
     if front:
         path = f"M{front[0].cx},{front[0].cy}" + "".join(f" H{b.cx} V{b.cy}" for b in front[1:])
@@ -93,7 +97,8 @@ def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_lab
     better = ("left" if x_direction == "lower" else "right") + " and up is better"
     labels = _place_labels(front, points)
     return Plot(WIDTH, HEIGHT, LEFT, TOP, inner_w, inner_h, points, labels, path, x_ticks, y_ticks,
-                x_label + (", log scale" if log_x else ""), y_label, log_x, better)
+                x_label + (", log scale" if log_x else ""), y_label + (" (lower is better: axis reversed)" if y_direction == "lower" else ""),
+                log_x, better)
 
 
 def _padded(lo: float, hi: float) -> tuple[float, float]:
@@ -144,7 +149,7 @@ def _place_labels(front: list[Point], points: list[Point]) -> list[Label]:
     placed: list[Box] = []
     dots: list[Box] = [(p.cx - 5, p.cy - 5, p.cx + 5, p.cy + 5) for p in points]
     out = []
-    for p in sorted(front, key=lambda p: (-p.y, p.x)):
+    for p in sorted(front, key=lambda p: (p.cy, p.x)):
         text = p.label if len(p.label) <= MAX_CHARS else p.label[: MAX_CHARS - 1] + "\u2026"
         w = len(text) * CHAR_W
         for dx, dy, anchor in ((7, -7, "start"), (7, 12, "start"), (-7, -7, "end"), (-7, 12, "end")):

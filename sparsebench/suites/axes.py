@@ -29,4 +29,39 @@ TASK_COST_AXES: dict[str, dict[str, Axis]] = {
         "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory: above the worker's RSS once the data was loaded"),
         "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process (interpreter, data and method)"),
     },
+    "lm": {
+        "model_load_s": Axis("s", "lower", "loading the model and tokenizer"),
+        "calibration_s": Axis("s", "lower", "applying the method: calibration passes, pruning, threshold fitting"),
+        "prefill_ms": Axis("ms", "lower", "one forward pass over prefill_tokens tokens (batch 1), median"),
+        "decode_ms_per_token": Axis("ms", "lower", "one greedy decode step with the KV cache after the prefill, median"),
+        "eval_tokens_per_s": Axis("tokens/s", "higher", "tokens scored per second over the evaluation windows"),
+        "model_bytes": Axis("B", "lower", "the model's weights as stored: safetensors, or the sparse format where smaller"),
+        "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory (model included): above the worker's RSS once the data was loaded"),
+        "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process"),
+    },
+}
+
+# The row every other is set against where a group has it (`bench report --baseline` overrides).
+TASK_BASELINE: dict[str, str] = {"retrieval": "bm25", "lm": "dense"}
+
+# The few costs `bench run` prints in its closing table: (axis, header, format).
+Column = tuple[str, str, str]
+SUMMARY_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "retrieval": (
+        ("latency_p50_ms", "p50 ms", "{:.2f}"),
+        ("latency_p95_ms", "p95 ms", "{:.2f}"),
+        ("latency_p99_ms", "p99 ms", "{:.2f}"),
+        ("batch_throughput", "batch q/s", "{:.0f}"),
+        ("index_build_s", "build s", "{:.2f}"),
+        ("index_bytes", "index MiB", "{:.2f}"),
+        ("peak_rss_mb", "RSS MiB", "{:.0f}"),
+    ),
+    "lm": (
+        ("prefill_ms", "prefill ms", "{:.1f}"),
+        ("decode_ms_per_token", "decode ms/tok", "{:.2f}"),
+        ("eval_tokens_per_s", "tok/s", "{:.0f}"),
+        ("model_bytes", "model MiB", "{:.1f}"),
+        ("calibration_s", "apply s", "{:.1f}"),
+        ("peak_rss_mb", "RSS MiB", "{:.0f}"),
+    ),
 }

@@ -40,6 +40,26 @@ class RetrievalSettings:
 class RetrievalTask(Task):
     name = "retrieval"
     cost_axes = TASK_COST_AXES["retrieval"]
+    method_type = RetrievalMethod
+    capability = "retrieval methods (open, index, search)"
+
+    def load_data(self, suite: Any, ref: str | None, name: str | None = None) -> RetrievalDataset:
+        from ..datasets.resolve import load_dataset
+
+        return load_dataset(suite, ref, name)
+
+    def write_snapshot(self, cache_dir: Path, data: RetrievalDataset) -> Path:  # type: ignore[override]
+        from ..datasets.snapshot import write_snapshot
+
+        return write_snapshot(cache_dir, data)
+
+    def read_snapshot(self, path: Path) -> RetrievalDataset:
+        from ..datasets.snapshot import read_snapshot
+
+        return read_snapshot(path)
+
+    def describe(self, data: RetrievalDataset) -> str:  # type: ignore[override]
+        return f"dataset {data.id}: {len(data.corpus)} documents, {len(data.judged_queries())} queries"
 
     def check_metrics(self, metrics: tuple[str, ...], file: str) -> None:
         import ir_measures
@@ -59,7 +79,7 @@ class RetrievalTask(Task):
                 raise ConfigError(f"{file}: settings.{key}: {value} is out of range")
         return settings
 
-    def run(
+    def run(  # type: ignore[override]
         self,
         method: RetrievalMethod,
         dataset: RetrievalDataset,

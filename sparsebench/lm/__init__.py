@@ -1,0 +1,1 @@
+"""Language-model task helpers: loading a causal LM, windows of text, evaluation and timing."""

@@ -19,10 +19,13 @@ examples:
   bench run --suite retrieval --dataset beir:/data/scifact    your own BEIR folder (#split to choose)
   bench run --suite retrieval --dataset irds:beir/scifact/test
   bench run --suite retrieval --dataset mteb:SciFact
+  bench run --suite lm                                SmolLM2-135M: dense, pruning and activation sparsity
+  bench run --suite lm --method "wanda(sparsity=0.5),sparsegpt(m=4)" --set context_length=256
   bench list                                          methods, suites and datasets
   bench profile                                       which declared hardware profile this machine is
   bench report                                        static HTML leaderboard from results/ into reports/
   bench compare "bm25(k1=0.9)" --baselines bm25,minilm --fail-if-worse
+  bench compare "wanda(sparsity=0.5)" --baselines "magnitude(sparsity=0.5)" --suite lm
   bench validate results/retrieval.jsonl              check records a pull request brings (runs nothing)
   bench export --format csv --out results.csv        also results.units.csv; --format trec-qrels|mteb|pytest-benchmark
 """

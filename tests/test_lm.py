@@ -101,3 +101,35 @@ def test_paired_rows_test_perplexity_on_nll_and_count_lower_as_better() -> None:
     assert row.base == pytest.approx(math.exp(sum(v["nll"] for v in base.values()) / 10))
     assert row.delta < 0 and row.improved == 10 and row.degraded == 0 and not row.significantly_worse
     assert part.n == 1
+
+
+def test_report_and_compare_rank_perplexity_lower_as_better(tiny_lm: Path, results_dir: Path, tmp_path: Path, capsys) -> None:
+    """Real lm records: the report's lm section ranks by perplexity ascending, its frontiers
+    reverse the quality axis, deltas are against `dense`; compare pairs the windows."""
+    from .test_report import parse, sections
+
+    ids = ["dense", "magnitude(sparsity=0.7)", "magnitude(sparsity=0.3)", "wanda(sparsity=0.5,backend=reference)"]
+    assert run_lm(results_dir, tiny_lm, *[a for i in ids for a in ("--method", i)]) == 0
+    recs = {r["method"]: r for r in records_in(results_dir / "lm.jsonl")}
+    ppl = {m: r["metrics"]["perplexity"]["value"] for m, r in recs.items()}
+    out = tmp_path / "site"
+    assert main(["report", "--results", str(results_dir), "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    dom = parse(html)
+    [section] = [s for (suite, _), s in sections(dom).items() if suite.startswith("lm@")]
+    assert str(tiny_lm) in section.find_all("h2")[0].text()  # grouped by model
+    board = section.find_all("table", "leaderboard")[0]
+    order = [td.text() for td in board.find_all("td", "method")]
+    assert order == sorted(ppl, key=ppl.get)  # best (lowest) perplexity first
+    assert "Relative to baseline dense" in section.text()
+    axes = {f.attrs["data-axis"] for f in section.find_all("figure", "frontier")}
+    assert {"prefill_ms", "decode_ms_per_token", "model_bytes"} <= axes
+    assert "lower is better: axis reversed" in section.text()
+
+    capsys.readouterr()
+    rc = main(["compare", "magnitude(sparsity=0.3)", "--baselines", "magnitude(sparsity=0.7)", "--suite", "lm",
+               "--results", str(results_dir), "--set", f"model={tiny_lm}", *SMALL, "--timing-repeats", "1", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "6 windows paired by id" in text
+    assert len(records_in(results_dir / "lm.jsonl")) == 4  # everything was measured already: nothing re-ran

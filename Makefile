@@ -16,4 +16,4 @@ test: setup-envs
 	.venv/bin/python -m pytest
 
 test-all: setup-envs
-	.venv/bin/python -m pytest -m "slow or not slow"
+	.venv/bin/python -m pytest -m "not gpu"

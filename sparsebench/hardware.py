@@ -155,7 +155,12 @@ def detect(with_accelerators: bool = True) -> Machine:
 
 
 def _cuda_devices() -> tuple[list[str], list[float]]:
-    # torch's CUDA probe is the one the methods will use; skip the import cost when no driver.
+    # nvidia-smi first: it answers without torch, which set-up installs as a CPU build that
+    # cannot see a GPU even where one is present.
+    smi = _nvidia_smi_devices()
+    if smi is not None:
+        return smi
+    # Else torch's CUDA probe (the one the methods use); skip its import cost when no driver.
     if not Path("/proc/driver/nvidia").exists() and not os.environ.get("CUDA_VISIBLE_DEVICES"):
         return [], []
     try:
@@ -168,6 +173,41 @@ def _cuda_devices() -> tuple[list[str], list[float]]:
     except Exception as e:  # a broken driver is a machine without a usable accelerator
         log.warning("CUDA probe failed: %s", e)
         return [], []
+
+
+def _nvidia_smi_devices() -> tuple[list[str], list[float]] | None:
+    """(names, memory GiB) from nvidia-smi, or None when it is absent or fails."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+        return parse_nvidia_smi(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        log.warning("nvidia-smi failed (%s); probing CUDA through torch", e)
+        return None
+
+
+def parse_nvidia_smi(out: str) -> tuple[list[str], list[float]]:
+    """`nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` (MiB) -> names, GiB.
+
+    Visible devices only: CUDA_VISIBLE_DEVICES (indices) narrows the list as CUDA would."""
+    names, mems = [], []
+    for line in out.strip().splitlines():
+        name, _, mib = line.rpartition(",")
+        if not name.strip():
+            raise ValueError(f"unexpected nvidia-smi line {line!r}")
+        names.append(name.strip())
+        mems.append(round(float(mib) / 1024, 1))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        keep = [int(i) for i in visible.split(",") if i.strip().isdigit() and int(i) < len(names)]
+        names, mems = [names[i] for i in keep], [mems[i] for i in keep]
+    return names, mems
 
 
 def mismatches(profile: Profile, m: Machine) -> list[str]:

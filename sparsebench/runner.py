@@ -181,7 +181,8 @@ def run_suite(
     log.info("%s", task.describe(dataset))
     specs = plan(suite, dataset, dataset_ref or suite.default_dataset, profile, chosen)
     _check_worker_envs(specs, opts)
-    task.preflight(task.settings_from(chosen.settings, suite.file), [registry.build(s.method) for s in specs], opts.cache_dir)
+    task.preflight(task.settings_from(chosen.settings, suite.file), [registry.build(s.method) for s in specs], opts.cache_dir,
+                   opts.device)
     if opts.isolate:  # workers read this one file instead of running the source's loader again
         opts = dataclasses.replace(opts, dataset_snapshot=task.write_snapshot(opts.cache_dir, dataset))
     store = ResultStore(opts.results_dir)

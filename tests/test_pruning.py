@@ -216,6 +216,9 @@ def test_pruned_records_carry_what_was_measured(tiny_lm: Path, results_dir: Path
     ("magnitude(m=4,sparsity=0.3)", "N:M needs a whole N"),
     ("sparsegpt(m=48)", "does not divide the layers: hidden_size = 64 is not a multiple of m=48"),
     ("teal(sparsity=1.5)", "out of range"),
+    ("magnitude(sparsity=0.7,kernel=semi24)", "kernel=semi24 serves the 2:4 pattern only (m=4, sparsity=0.5); got unstructured"),
+    # A 2:4 kernel on a profile without a GPU: refused before the model loads, not recorded as a failure.
+    ("wanda(m=4,kernel=semi24,backend=reference)", "need an NVIDIA GPU of compute capability 8.0 or later; this profile's device is cpu"),
 ])
 def test_bad_method_arguments_are_one_line_exit_2_and_nothing_written(
         tiny_lm: Path, results_dir: Path, caplog, method: str, says: str) -> None:

@@ -31,20 +31,27 @@ def prefill_decode_ms(model: Any, prompt: Sequence[int], decode_tokens: int, rep
     def cache_of(out: Any) -> Any:
         return getattr(out, "cache", None) if kw == "cache" else out.past_key_values
 
+    # A GPU runs the kernels asynchronously: without a synchronize the clock stops when the
+    # launches are queued, not when they finish.
+    sync = torch.cuda.synchronize if ids.device.type == "cuda" else (lambda: None)
     prefill, steps = [], []
     with torch.inference_mode():
         for r in range(repeats + 1):
+            sync()
             t0 = time.perf_counter_ns()
             out = model(input_ids=ids, use_cache=True)
+            sync()
             t1 = time.perf_counter_ns()
             past = cache_of(out)
             nxt = out.logits[:, -1:].argmax(-1)
             round_steps = []
             for _ in range(decode_tokens):
+                sync()
                 s0 = time.perf_counter_ns()
                 out = model(input_ids=nxt, use_cache=True, **{kw: past})
                 past = cache_of(out)
                 nxt = out.logits[:, -1:].argmax(-1)
+                sync()
                 round_steps.append(time.perf_counter_ns() - s0)
             if r:  # round 0 is the warm-up
                 prefill.append(t1 - t0)

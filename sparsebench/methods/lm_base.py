@@ -49,6 +49,10 @@ class LMMethod(abc.ABC):
         """Raise ValueError when the method cannot apply to a model of this config (checked
         before anything runs)."""
 
+    def check_device(self, device: str) -> None:
+        """Raise ValueError when the method cannot run on the profile's device (`cpu`, `cuda`),
+        checked before anything runs."""
+
     def worker_env(self) -> str | None:
         """The worker environment this method needs (sparsebench.envs), or None for this one."""
         return None

@@ -11,6 +11,8 @@ N:M: `m` is the group size (0: unstructured). In every m consecutive input weigh
 (1 - sparsity) x m are kept, so `wanda(m=4)` is 2:4 and `wanda(m=4,sparsity=0.75)` is 1:4.
 `kernel=csr` serves the pruned linears with torch sparse CSR matmuls instead of dense ones, so
 the latency columns show what a sparse kernel buys on this hardware (often nothing below ~90%).
+`kernel=semi24` serves a 2:4 pattern (`m=4`, sparsity 0.5) with the GPU's sparse tensor cores
+(torch's semi-structured tensors); it is refused before anything runs on a profile without a GPU.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _COST = CostModel(
 class _Pruning(LMMethod):
     sparsity: float = 0.5  # fraction of each pruned layer's weights set to zero, in [0, 1)
     m: int = 0  # N:M group size; 0 = unstructured
-    kernel: Literal["dense", "csr"] = "dense"
+    kernel: Literal["dense", "csr", "semi24"] = "dense"
 
     scheme = "magnitude"
 
@@ -46,8 +48,10 @@ class _Pruning(LMMethod):
             if abs(n - round(n)) > 1e-9 or round(n) < 1:
                 raise ValueError(f"sparsity={self.sparsity} with m={self.m}: keeps {n:g} of every {self.m} weights; "
                                  f"N:M needs a whole N >= 1 (sparsity = 1 - N/{self.m})")
-        if self.kernel not in ("dense", "csr"):
-            raise ValueError(f"kernel={self.kernel!r}: must be dense or csr")
+        if self.kernel not in ("dense", "csr", "semi24"):
+            raise ValueError(f"kernel={self.kernel!r}: must be dense, csr or semi24")
+        if self.kernel == "semi24" and (self.m != 4 or float(self.sparsity) != 0.5):
+            raise ValueError(f"kernel=semi24 serves the 2:4 pattern only (m=4, sparsity=0.5); got {self.pattern}")
 
     @property
     def pattern(self) -> str:
@@ -67,6 +71,14 @@ class _Pruning(LMMethod):
                 raise ValueError(f"N:M pattern {self.pattern} does not divide the layers: {what} = {size} is not a "
                                  f"multiple of m={self.m}; choose an m that divides {size}")
 
+    def check_device(self, device: str) -> None:
+        if self.kernel == "semi24":
+            from ..pruning.semistructured import device_problem
+
+            problem = device_problem(device)
+            if problem:
+                raise ValueError(problem)
+
     def backend_name(self) -> str:
         return "auto"
 
@@ -81,18 +93,27 @@ class _Pruning(LMMethod):
         layers = count_zeros(prunable_linears(lm.model))  # measured here, whatever the backend says
         out = ApplyReport(backend=report.backend, layer_sparsity={k: z / n for k, (z, n) in layers.items()},
                           extra={"pattern": self.pattern, "prune_seconds": report.seconds, **report.extra})
-        if self.kernel == "csr":
-            out.extra["stored_before_kernel"] = _csr(lm, out)
+        if self.kernel != "dense":
+            out.extra["stored_before_kernel"] = _swap_kernel(lm, out, self.kernel)
         return out
 
 
-def _csr(lm: Any, out: ApplyReport) -> bool:
-    """Swap the pruned linears for CSR ones; costs that read nn.Linear weights are taken first."""
+def _swap_kernel(lm: Any, out: ApplyReport, kernel: str) -> bool:
+    """Swap the pruned linears for sparse-kernel ones; costs that read nn.Linear weights are
+    taken first (bytes as stored are the same whichever kernel serves them)."""
     from ..lm.cost import model_costs
-    from ..pruning.sparse_format import to_sparse_csr_linear
 
     out.costs.update(model_costs(lm.model))
-    to_sparse_csr_linear(lm.model)
+    if kernel == "csr":
+        from ..pruning.sparse_format import to_sparse_csr_linear
+
+        to_sparse_csr_linear(lm.model)
+    else:
+        from ..pruning.semistructured import to_semi_structured_linears
+
+        swapped = to_semi_structured_linears(lm.model)
+        out.extra["semi24_backends"] = sorted({m.backend for m in swapped.values()})
+    out.extra["kernel"] = kernel
     return True
 
 

@@ -97,11 +97,17 @@ class LMTask(Task):
         return (f"texts {data.id}: {', '.join(t.name for t in data.texts)} ({c['eval_words']} evaluation words, "
                 f"{c['calibration_words']} calibration words)")
 
-    def preflight(self, settings: LMSettings, methods: list[Any], cache_dir: Path) -> None:  # type: ignore[override]
+    def preflight(self, settings: LMSettings, methods: list[Any], cache_dir: Path,  # type: ignore[override]
+                  device: str = "cpu") -> None:
         """The model must be loadable here (a GGUF is converted now, once, so workers time the
-        load of the plain checkpoint) and every method must fit it."""
+        load of the plain checkpoint) and every method must fit it and the device."""
         from ..lm.model import model_config
 
+        for m in methods:
+            try:
+                m.check_device(device)
+            except ValueError as e:
+                raise ConfigError(f"{m}: {e}") from e
         config = model_config(settings.model, cache_dir)
         for m in methods:
             try:

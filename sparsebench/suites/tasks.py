@@ -78,9 +78,10 @@ class Task(abc.ABC):
         the report's grouping; None when the method is all there is."""
         return None
 
-    def preflight(self, settings: Any, methods: list[Any], cache_dir: Path) -> None:
+    def preflight(self, settings: Any, methods: list[Any], cache_dir: Path, device: str = "cpu") -> None:
         """Refuse, before anything is measured or written, what would fail in every worker (a
-        model that cannot be had, a method that does not fit it); may prepare shared files."""
+        model that cannot be had, a method that does not fit it or the profile's device); may
+        prepare shared files."""
 
     def check_method(self, method: Any, where: str) -> None:
         if not isinstance(method, self.method_type):

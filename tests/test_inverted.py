@@ -118,6 +118,29 @@ def test_sparse_and_dense_queries_take_both_exhaustive_paths() -> None:
                 assert np.allclose([s for _, s in got], [s for _, s in expected], rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("block_size", [16, 128])  # block-max collects blocks shorter / longer than a span
+@pytest.mark.parametrize("order", ["identity", "reversed", "random"])
+def test_dense_scan_spans_ties_and_tail_equal_the_reference(order: str, block_size: int) -> None:
+    # The dense selection tests 64 accumulators at a time and scans a span one document at a
+    # time only when one reaches the k-th score. 5 full spans and a tail of 37; few distinct
+    # weights (many exact ties); the best documents at span edges and in the tail.
+    n = 64 * 5 + 37
+    docs = [{0: 0.25 * (1 + d % 3)} for d in range(n)]
+    for d in (0, 63, 64, 127, 128, 300, n - 37, n - 2, n - 1):
+        docs[d][1] = 2.0
+    plain = build_index(docs, 2, block_size)
+    perm = {"identity": np.arange(n), "reversed": np.arange(n - 1, -1, -1),
+            "random": np.random.default_rng(2).permutation(n)}[order]
+    index = permuted(plain, perm)
+    for query in ({0: 1.0}, {0: 1.0, 1: 0.5}, {1: 1.0, 0: 2.0}):
+        for k in (1, 9, 10, 64, 65, 200, n):
+            expected = search_reference(plain, query, k)
+            for pruning in ("exhaustive", "blockmax"):
+                got = search_batch(index, [query], k, pruning)[0]
+                assert [d for d, _ in got] == [d for d, _ in expected], (pruning, k)
+                assert np.allclose([s for _, s in got], [s for _, s in expected], rtol=0, atol=1e-9)
+
+
 def test_batch_arrays_are_padded_and_capped_at_the_corpus_size() -> None:
     index = build_index([{0: 1.0}, {}, {1: 2.0, 0: 0.5}], n_terms=3, block_size=2)
     batch = query_batch(index, [{0: 1.0}, {2: 1.0}, {}, {99: 1.0, 1: -1.0, 0: 2.0}])

@@ -7,6 +7,18 @@ id) and its length into out_n[q]. They take their scratch arrays from
 the caller, who keeps them all zero between calls (the kernels restore that), so a query
 allocates nothing proportional to the corpus; and they release the GIL, so threads answer
 chunks of a batch in parallel, each with its own scratch.
+
+Two things the generated code pays for unless told otherwise (found with perf on faq-25k;
+removing both, with the span scan of `_select`, made the exhaustive kernel about twice as fast):
+
+- reference counting: every call of a helper that takes an array (the heap's pushes, a run of
+  postings) is wrapped in atomic increments and decrements. The kernels are compiled without
+  numba's runtime (`_nrt=False`), so they cannot allocate: every array, the heap included,
+  comes from the caller (`sparsebench.kernels.inverted`).
+- negative-index wraparound: numba adds a sign test and fix-up to every index of a signed type,
+  which in the posting and accumulator loops costs more than the work and keeps the scans from
+  being vectorised. Those loops index with unsigned integers (`np.uint64` loop bounds,
+  `np.uint32` document positions), for which numba emits no wraparound.
 """
 
 from __future__ import annotations
@@ -14,14 +26,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+_kernel = njit(cache=True, nogil=True, _nrt=False)
+_inline = njit(cache=True, nogil=True, _nrt=False, inline="always")
 
-@njit(cache=True, nogil=True)
+
+@_inline
 def _worse(s1, d1, s2, d2):  # pragma: no cover - compiled
     """(s1, d1) ranks below (s2, d2): lower score, or the same score and a larger id."""
     return s1 < s2 or (s1 == s2 and d1 > d2)
 
 
-@njit(cache=True, nogil=True)
+@_inline
 def _sift_down(hs, hd, n, i):  # pragma: no cover - compiled
     """Restore the heap below i (root = the worst kept)."""
     while True:
@@ -39,7 +54,7 @@ def _sift_down(hs, hd, n, i):  # pragma: no cover - compiled
         i = worst
 
 
-@njit(cache=True, nogil=True)
+@_inline
 def _push(hs, hd, n, k, s, d):  # pragma: no cover - compiled
     """Keep the best k in a binary heap whose root is the worst kept; returns the new size."""
     if n < k:
@@ -63,7 +78,7 @@ def _push(hs, hd, n, k, s, d):  # pragma: no cover - compiled
     return n
 
 
-@njit(cache=True, nogil=True)
+@_inline
 def _drain(hs, hd, n, out_scores, out_ids):  # pragma: no cover - compiled
     """Empty the heap into the output row, best first (the worst is popped first, to the end)."""
     for j in range(n - 1, -1, -1):
@@ -74,7 +89,7 @@ def _drain(hs, hd, n, out_scores, out_ids):  # pragma: no cover - compiled
         _sift_down(hs, hd, j, 0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_inline
 def _offer(hs, hd, n, k, s, d):  # pragma: no cover - compiled
     """_push, with the common case (a full heap that the candidate does not beat) decided
     without a call: most candidates are rejected by one comparison with the root."""
@@ -83,23 +98,76 @@ def _offer(hs, hd, n, k, s, d):  # pragma: no cover - compiled
     return _push(hs, hd, n, k, s, d)
 
 
+# The scans test this many accumulators at once: a fixed-length loop that only counts the
+# ones that reach the k-th score compiles to vector compares, and the few spans that hold one
+# are then scanned one document at a time.
+SPAN = np.uint64(64)
+
+
+@_inline
+def _offer_span(acc, ext, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
+    """Offer positions lo..hi-1 (uint64) of a full heap whose root reaches acc somewhere there."""
+    th = hs[0]
+    for x in range(lo, hi):
+        s = acc[x]
+        if s >= th:
+            # a tie with the root enters when its original id is smaller
+            if s > th or ext[x] < hd[0]:
+                n = _push(hs, hd, n, k, s, ext[x])
+                th = hs[0]
+    return n
+
+
+@_inline
+def _select(acc, ext, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
+    """Offer positions lo..hi-1 (acc > 0: matched) to the heap under their original ids;
+    returns the heap's new size. Positions come in any order of original ids, so a document
+    tied with the root enters when its id is smaller."""
+    d = lo
+    while n < k and d < hi:
+        if acc[d] > 0.0:
+            n = _push(hs, hd, n, k, acc[d], ext[d])
+        d += 1
+    if n < k:
+        return n
+    x = np.uint64(d)
+    end = np.uint64(hi)
+    while x + SPAN <= end:
+        th = hs[0]
+        reach = 0
+        for y in range(x, x + SPAN):
+            if acc[y] >= th:
+                reach += 1
+        if reach:
+            n = _offer_span(acc, ext, x, x + SPAN, hs, hd, n, k)
+        x += SPAN
+    return _offer_span(acc, ext, x, end, hs, hd, n, k)
+
+
+@_inline
+def _collect(acc, ext, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
+    """_select, then zero acc over lo..hi-1."""
+    n = _select(acc, ext, lo, hi, hs, hd, n, k)
+    for x in range(np.uint64(lo), np.uint64(hi)):
+        acc[x] = 0.0
+    return n
+
+
 # A query whose postings number less than n_docs / SPARSE_RATIO accumulates with a list of the
 # documents it touches and selects among those; a denser one scans the whole accumulator, which
 # is cheaper than keeping the list once most documents are touched anyway.
 SPARSE_RATIO = 8
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def exhaustive_batch(indptr, docs, weights, ext, qptr, qterms, qweights, k, lo, hi,
-                     acc, touched, out_ids, out_scores, out_n):  # pragma: no cover - compiled
+                     acc, touched, hs, hd, out_ids, out_scores, out_n):  # pragma: no cover - compiled
     """Term at a time: every posting of every query term into the dense accumulator `acc`
     (float64 [n_docs], zero on entry and on return), then the top k of the documents with a
     positive score, found in `touched` (int32 [n_docs]) for a sparse query, by a scan of `acc`
     for a dense one. Postings hold positions; the heap holds original ids (ext[position]),
-    which break ties."""
+    which break ties. hs, hd (float64, int64 [k]): the heap."""
     n_docs = acc.shape[0]
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
     for q in range(lo, hi):
         total = 0
         for i in range(qptr[q], qptr[q + 1]):
@@ -110,73 +178,37 @@ def exhaustive_batch(indptr, docs, weights, ext, qptr, qterms, qweights, k, lo, 
             for i in range(qptr[q], qptr[q + 1]):
                 t = qterms[i]
                 w = qweights[i]
-                for p in range(indptr[t], indptr[t + 1]):
+                for p in range(np.uint64(indptr[t]), np.uint64(indptr[t + 1])):
                     v = w * weights[p]
                     if v > 0.0:  # always, unless the product underflows: "acc == 0" means untouched
-                        d = docs[p]
+                        d = np.uint32(docs[p])
                         if acc[d] == 0.0:
                             touched[nt] = d
                             nt += 1
                         acc[d] += v
-            for j in range(nt):
-                d = touched[j]
+            for j in range(np.uint64(nt)):
+                d = np.uint32(touched[j])
                 n = _offer(hs, hd, n, k, acc[d], ext[d])
                 acc[d] = 0.0
         else:
             for i in range(qptr[q], qptr[q + 1]):
                 t = qterms[i]
                 w = qweights[i]
-                for p in range(indptr[t], indptr[t + 1]):
-                    acc[docs[p]] += w * weights[p]
-            d = 0
-            while n < k and d < n_docs:
-                if acc[d] > 0.0:
-                    n = _push(hs, hd, n, k, acc[d], ext[d])
-                d += 1
-            # One comparison with the root rejects nearly every document; a tie with it enters
-            # when its original id is smaller (never, in the identity order: ids ascend).
-            th = hs[0] if n == k else np.inf
-            for d in range(d, n_docs):
-                s = acc[d]
-                if s >= th:
-                    if s > th or ext[d] < hd[0]:
-                        n = _push(hs, hd, n, k, s, ext[d])
-                        th = hs[0]
+                for p in range(np.uint64(indptr[t]), np.uint64(indptr[t + 1])):
+                    acc[np.uint32(docs[p])] += w * weights[p]
+            n = _select(acc, ext, 0, n_docs, hs, hd, n, k)
             acc[:] = 0.0
         _drain(hs, hd, n, out_scores[q], out_ids[q])
         out_n[q] = n
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _collect(acc, ext, lo, hi, hs, hd, n, k):  # pragma: no cover - compiled
-    """Offer positions lo..hi-1 (acc > 0: matched) to the heap under their original ids and
-    zero acc there; returns the heap's new size. Blocks come in any order and original ids in
-    any order within one, so a document tied with the root enters when its id is smaller."""
-    d = lo
-    while n < k and d < hi:
-        if acc[d] > 0.0:
-            n = _push(hs, hd, n, k, acc[d], ext[d])
-        d += 1
-    if n == k:
-        th = hs[0]
-        for d in range(d, hi):
-            s = acc[d]
-            if s >= th:
-                if s > th or ext[d] < hd[0]:
-                    n = _push(hs, hd, n, k, s, ext[d])
-                    th = hs[0]
-    for d in range(lo, hi):
-        acc[d] = 0.0
-    return n
-
-
-@njit(cache=True, nogil=True)
+@_inline
 def _add(docs, weights, w, p0, p1, acc):  # pragma: no cover - compiled
-    for p in range(p0, p1):
-        acc[docs[p]] += w * weights[p]
+    for p in range(np.uint64(p0), np.uint64(p1)):
+        acc[np.uint32(docs[p])] += w * weights[p]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights, q0, q1, flag, acc):  # pragma: no cover
     """Term at a time, in query order, the postings of the blocks flagged 1 into acc. A term's
     postings in consecutive flagged blocks are contiguous, so each run of them is added in one
@@ -185,8 +217,8 @@ def _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights
         t = qterms[i]
         w = qweights[i]
         run = -1  # where the current run of flagged postings starts
-        for e in range(bptr[t], bptr[t + 1]):
-            if flag[bblock[e]] == 1:
+        for e in range(np.uint64(bptr[t]), np.uint64(bptr[t + 1])):
+            if flag[np.uint32(bblock[e])] == 1:
                 if run < 0:
                     run = bstart[e]
             elif run >= 0:
@@ -196,10 +228,10 @@ def _score_flagged(indptr, docs, weights, bptr, bblock, bstart, qterms, qweights
             _add(docs, weights, w, run, indptr[t + 1], acc)
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, ext, n_docs, block_size,
                    qptr, qterms, qweights, k, alpha, lo, hi,
-                   ub, flag, blocks, acc, out_ids, out_scores, out_n):  # pragma: no cover - compiled
+                   ub, flag, blocks, acc, seed_ub, hs, hd, out_ids, out_scores, out_n):  # pragma: no cover - compiled
     """Block-max pruning, per query:
 
     1. each block's upper bound: query weight x the term's maximum in the block, summed in
@@ -216,22 +248,19 @@ def blockmax_batch(indptr, docs, weights, bptr, bblock, bmax, bstart, ext, n_doc
     the result is exactly the exhaustive top k.
 
     Scratch, all zero on entry and on return: ub, flag (uint8 [n_blocks]: 1 selected, 2
-    scored), acc (float64 [n_docs]); blocks (int64 [n_blocks]) holds the selected block ids.
+    scored), acc (float64 [n_docs]); blocks (int64 [n_blocks]) holds the selected block ids,
+    seed_ub (float64 [seeds]) the seeds' bounds, hs, hd (float64, int64 [k]) the heap.
     """
     n_blocks = ub.shape[0]
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
-    # Enough seed blocks to hold k documents twice over, and at least 16.
-    seeds = min(n_blocks, max(16, 2 * ((k + block_size - 1) // block_size)))
-    seed_ub = np.empty(seeds, dtype=np.float64)
+    seeds = seed_ub.shape[0]
     for q in range(lo, hi):
         q0 = qptr[q]
         q1 = qptr[q + 1]
         for i in range(q0, q1):
             t = qterms[i]
             w = qweights[i]
-            for e in range(bptr[t], bptr[t + 1]):
-                ub[bblock[e]] += w * bmax[e]
+            for e in range(np.uint64(bptr[t]), np.uint64(bptr[t + 1])):
+                ub[np.uint32(bblock[e])] += w * bmax[e]
         # 2. the largest bounds: a min-heap of (bound, block) whose root is the smallest kept
         # (a sorted insertion costs up to `seeds` moves per block when bounds rise with ids,
         # as they do in a corpus where similar documents are neighbours)

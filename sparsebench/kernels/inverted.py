@@ -365,13 +365,17 @@ def _local_scratch(index: InvertedIndex, pruning: Pruning) -> _Scratch:
 def _run(index: InvertedIndex, batch: QueryBatch, k: int, pruning: Pruning, alpha: float, lo: int, hi: int,
          ids: np.ndarray, scores: np.ndarray, counts: np.ndarray, scratch: _Scratch) -> None:
     exhaustive, blockmax = _jit()
+    # The kernels cannot allocate (compiled without numba's runtime): the top-k heap comes from here.
+    heap = np.empty(k, dtype=np.float64), np.empty(k, dtype=np.int64)
     if pruning == "exhaustive":
         exhaustive(index.indptr, index.docs, index.weights, index.ext, batch.indptr, batch.terms, batch.weights, k, lo, hi,
-                   *scratch, ids, scores, counts)
+                   *scratch, *heap, ids, scores, counts)
     else:
+        # Enough seed blocks to hold k documents twice over, and at least 16.
+        seeds = min(index.n_blocks, max(16, 2 * ((k + index.block_size - 1) // index.block_size)))
         blockmax(index.indptr, index.docs, index.weights, index.bptr, index.bblock, index.bmax, index.bstart,
                  index.ext, index.n_docs, index.block_size, batch.indptr, batch.terms, batch.weights, k, float(alpha), lo, hi,
-                 *scratch, ids, scores, counts)
+                 *scratch, np.empty(seeds, dtype=np.float64), *heap, ids, scores, counts)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

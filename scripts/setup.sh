@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-EXTRAS="test,mteb,lm"
+EXTRAS="test,mteb,lm,dask"
 # `--env NAME`: a worker environment (sparsebench/envs.py) in .venvs/NAME with the project and
 # its [NAME] extra, for methods whose library pins versions the main environment cannot share.
 if [ "${1:-}" = "--env" ]; then

@@ -50,7 +50,16 @@ run's claim, then uses its record, or measures the key itself if that run died o
 Records measured while other sparsebench runs were measuring on this machine are marked
 (`contention`), and bench validate, compare and report say so.
 
-exit codes: 0 every spec ok; 1 some spec failed (recorded); 2 bad input (one line naming it)
+--executor dask ships each spec (plain data) to a Dask cluster's workers: --address tcp://HOST:8786
+for a running scheduler, else a local cluster of --workers N processes. This process still plans,
+skips done keys, claims keys and appends every record (one writer), so resume works as above.
+Each worker matches its own machine against the profile (refusing the spec, recorded as failed,
+when it does not match) and stamps its own fingerprint; a worker that cannot see --cache-dir
+computes into its own cache and the record says so. A spec whose worker dies is left unrecorded
+(exit 1) and the next run measures it. Specs measured side by side on one machine are marked as
+contended, as concurrent local runs are.
+
+exit codes: 0 every spec ok; 1 some spec failed (recorded) or was lost with its worker; 2 bad input (one line naming it)
 
 environment:
   SPARSEBENCH_CACHE          encoding cache (default ~/.cache/sparsebench)
@@ -95,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-runs", type=Path, metavar="DIR", help="also write each method's TREC run file to DIR")
     run.add_argument("--in-process", action="store_true", help="run methods in this process (debugging; peak RSS then includes earlier methods)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--executor", choices=("local", "dask"), default="local",
+                     help="where specs are measured: local (this machine, one worker process per spec; the default) or "
+                     "dask (the workers of a Dask cluster; needs the [dask] extra)")
+    run.add_argument("--address", metavar="ADDR",
+                     help="with --executor dask: an existing Dask scheduler (tcp://HOST:8786); default: start a local cluster")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="with --executor dask and no --address: worker processes of the local cluster (default 2)")
+    run.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                     help="with --address: seconds to wait for the scheduler before giving up (default 10)")
 
     lst = sub.add_parser(
         "list",
@@ -146,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .cache import default_cache_dir
+    from .executors import ExecutorConfig
     from .hardware import choose_profile
     from .records import read
     from .methodid import split_method_ids
@@ -154,8 +173,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .suites.axes import SUMMARY_COLUMNS
     from .table import results_table
 
-    profile = choose_profile(args.profile, args.profile_mismatch == "allow")
-    if not profile.matched:
+    # On an existing cluster the workers match --profile for themselves (and refuse specs when
+    # they do not); this machine only plans and writes, so its own hardware does not matter.
+    remote = args.executor != "local" and args.address is not None and args.profile is not None
+    profile = choose_profile(args.profile, args.profile_mismatch == "allow" or remote)
+    if not profile.matched and not remote:
         log.warning("running under profile %s although: %s", profile.profile.id, "; ".join(profile.problems))
     # None runs the suite's grid; an explicit but empty list (--method ",") is refused by the planner.
     methods = None if args.method is None else [m.strip() for arg in args.method for m in split_method_ids(arg)]
@@ -168,15 +190,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         save_runs=args.save_runs,
         device="cuda" if profile.profile.device == "cuda" else "cpu",
         dataset_name=args.dataset_name,
+        allow_profile_mismatch=args.profile_mismatch == "allow",
     )
-    summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides])
+    executor = ExecutorConfig(args.executor, args.address, args.workers, args.connect_timeout)
+    summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides],
+                               executor)
     latest: dict[str, dict] = {}
     for rec in read(args.results / f"{suite.name}.jsonl"):
         latest[rec["key"]] = rec
     shown = [latest[s.key] for s in summary.specs if s.key in latest]
     sys.stdout.write(f"\n{suite.ref} on profile {profile.profile.id}\n{results_table(shown, suite.metrics, SUMMARY_COLUMNS.get(suite.task, ()))}\n")
     log.info("%d ran, %d already done, %d failed (%d waited for another run)", summary.ran, summary.skipped, summary.failed, summary.waited)
-    return 1 if summary.failed else 0
+    if summary.lost:
+        log.error("%d spec(s) not recorded (their worker was lost); run the same command again to measure them", summary.lost)
+    return 1 if summary.failed or summary.lost else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ FAMILIES = (
     "multi-vector",
     "hybrid",
     "compressor",
+    "ann",  # approximate nearest-neighbour search engines (hnsw, ivf) over vectors or codes
     "pruning",
     "sparse-attention",
     "sae",
@@ -272,8 +273,10 @@ def _build_nested(value: Any, typ: type, where: str, text: str, per_method: dict
         raise fail(f"{where}: expected a method id, got {format_scalar(value)} (a scalar where a method is expected)")
     sub = _build(value, text, {}, per_method)
     if not isinstance(sub, typ):
-        raise fail(f"{where}: {str(value)!r} is a {type(sub).info.family} method, which cannot serve here "
-                   f"(expects a {typ.__name__})")
+        # A base class may say in words which methods it takes (dense vectors, ...).
+        accepts = getattr(typ, "accepts", None) or f"a {typ.__name__}"
+        raise fail(f"{where}: {str(value)!r} is a {type(sub).info.family} method, which cannot serve here; "
+                   f"{where.split('.')[0]} accepts {accepts}")
     return sub
 
 

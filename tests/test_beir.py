@@ -85,4 +85,4 @@ def test_the_same_folder_at_two_paths_is_one_dataset_and_one_leaderboard_group(t
     assert main([*common, "--dataset", "faq", "--dataset-name", "mine", "--method", "bm25"]) == 2
     assert main([*common, "--dataset", f"beir:{there}", "--dataset-name", "a b", "--method", "bm25"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert "is declared by retrieval@2" in errors[0] and "--dataset-name 'a b'" in errors[1]
+    assert "is declared by retrieval@3" in errors[0] and "--dataset-name 'a b'" in errors[1]

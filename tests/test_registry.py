@@ -27,9 +27,16 @@ def test_metadata_is_complete(name: str) -> None:
         setattr(default, fields[0].name if fields else "anything", None)
 
 
+# Examples whose training needs more documents than the tiny corpus has (k-means centroids):
+# the same method at a size 12 documents can train.
+_SMALL = {"ivf": "ivf(minilm,nlist=4,nprobe=4)", "pq": "pq(minilm,m=32,nbits=3)"}
+
+
 @pytest.mark.parametrize("name", [n for n in registry.names() if "retrieval" in registry.lookup(n)[1].tasks])
 def test_retrieval_methods_find_the_relevant_passage(name: str, tiny_beir, tmp_path) -> None:
-    method = registry.build(registry.lookup(name)[1].example_id)
+    if name == "opq":
+        pytest.skip("OPQ's rotation trains 256 centroids per sub-vector: test_compressors runs it on 600 vectors")
+    method = registry.build(_SMALL.get(name, registry.lookup(name)[1].example_id))
     assert isinstance(method, RetrievalMethod)
     ds = load_beir(tiny_beir)
     retriever = method.open(RunContext(cache=ArtifactCache(tmp_path / "c"), threads=1, progress=False))

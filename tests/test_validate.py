@@ -8,6 +8,10 @@ import pickle
 from pathlib import Path
 
 from sparsebench.cli import main
+from sparsebench.suites.spec import load_suite
+
+# The sample records are re-measured whenever the retrieval suite's version moves.
+CURRENT = load_suite("retrieval").version
 
 
 def bench_validate(*paths: Path) -> int:
@@ -45,7 +49,7 @@ def test_each_problem_is_reported_at_its_line_and_files_are_left_alone(results, 
     bad_profile = json.loads(json.dumps(k09))
     bad_profile["profile"]["id"] = "cpu-1core"
     newer = json.loads(json.dumps(both))
-    newer["suite"] = "retrieval@3"
+    newer["suite"] = f"retrieval@{CURRENT + 1}"
     older = json.loads(json.dumps(minilm))
     older["suite"] = "retrieval@0"
     # The sidecar of the first record, edited after its digest was recorded.
@@ -61,7 +65,7 @@ def test_each_problem_is_reported_at_its_line_and_files_are_left_alone(results, 
         1: "does not match the sha256 in its record",
         2: "costs.latency_p50_ms: unit 's', the retrieval task declares 'ms'",
         3: "profile 'cpu-1core' is not a declared profile",
-        4: "error: suite version retrieval@3 is newer",
+        4: f"error: suite version retrieval@{CURRENT + 1} is newer",
         5: "warning: older suite version retrieval@0",
         6: "invalid JSON",
         7: "duplicate run_id",
@@ -163,7 +167,7 @@ def schema2(rec: dict, **changes: object) -> dict:
 def test_suite_digest_is_required_and_checked_for_schema_2(results, capsys) -> None:
     recs = sample_lines(results)
     current = schema2(recs[0])
-    other = schema2(recs[1], suite_digest="0" * 64)  # a copied suite file that reuses retrieval@2
+    other = schema2(recs[1], suite_digest="0" * 64)  # a copied suite file that reuses the version
     missing = schema2(recs[2])
     del missing["suite_digest"]
     old = {k: v for k, v in recs[3].items() if k not in ("suite_digest", "contention")} | {"schema": 1}  # as first written
@@ -173,7 +177,7 @@ def test_suite_digest_is_required_and_checked_for_schema_2(results, capsys) -> N
     out = capsys.readouterr().out
     assert not any(o.startswith(f"{case}:1: ") for o in out.splitlines()), out
     assert f"{case}:2: error: suite_digest 0000000000000000" in out
-    assert "measured with a different suite definition that reuses retrieval@2" in out
+    assert f"measured with a different suite definition that reuses retrieval@{CURRENT}" in out
     assert f"{case}:3: error: malformed record: schema 2 record needs 'suite_digest' (str)" in out
     assert f"{case}:4: warning: schema 1 record predates suite digests; its suite definition cannot be verified" in out
     assert f"{case}:4: error" not in out

@@ -35,6 +35,9 @@ class IndexReport:
 
     cache_hit: bool = False
     cached_build_s: float | None = None
+    # Training or fitting a compressor on the corpus vectors (PCA, PQ codebooks, an SAE), seconds;
+    # None for a method that fits nothing. Part of the build time too.
+    fit_s: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -54,6 +57,18 @@ class Retriever(abc.ABC):
     def proxies(self) -> dict[str, float]:
         """Hardware-independent cost proxies, named as in the method's cost model."""
         return {}
+
+    def exact_search(self, queries: Sequence[str], k: int) -> list[list[Hit]] | None:
+        """The exact top k of the same representation, for recall_vs_exact: brute force over
+        the uncompressed vectors, or exhaustive scoring of the same index, each query as search()
+        answers it alone. None: no such reference (a fusion, a method that is its own only form).
+        Called after everything is measured."""
+        return None
+
+    def vector_bytes(self) -> tuple[float, float] | None:
+        """(bytes per document vector, fixed bytes such as codebooks) of the serialized index, for
+        a vector index; None for other indexes."""
+        return None
 
 
 class RetrievalMethod(abc.ABC):

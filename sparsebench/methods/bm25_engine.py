@@ -72,6 +72,13 @@ class _EngineRetriever(_BM25Retriever):
         return report
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        return self._search(queries, k, self._method.pruning, self._method.alpha)
+
+    def exact_search(self, queries: Sequence[str], k: int) -> list[list[Hit]] | None:
+        # The same index scored exhaustively: what block-max approximate (alpha < 1) is set against.
+        return self._search(queries, k, "exhaustive", 1.0)
+
+    def _search(self, queries: Sequence[str], k: int, pruning: str, alpha: float) -> list[list[Hit]]:
         from ..kernels.inverted import query_batch_from_tokens, search_batch_arrays
 
         tokens = self._tokenizer.tokenize(list(queries), update_vocab=False, return_as="ids", show_progress=False)
@@ -79,7 +86,7 @@ class _EngineRetriever(_BM25Retriever):
         batch = query_batch_from_tokens(self._index, tokens)
         # Batches use the profile's threads; a single query gains nothing from a thread pool.
         threads = self._ctx.threads if len(queries) > 1 else 1
-        ids, scores, counts = search_batch_arrays(self._index, batch, k, self._method.pruning, self._method.alpha, threads)
+        ids, scores, counts = search_batch_arrays(self._index, batch, k, pruning, alpha, threads)
         doc_ids = self._doc_ids
         return [[(doc_ids[d], s) for d, s in zip(rd[:n], rs[:n])]
                 for rd, rs, n in zip(ids.tolist(), scores.tolist(), counts.tolist())]

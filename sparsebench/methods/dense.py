@@ -11,17 +11,17 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from ..cache import content_key
 from ..datasets.types import Document
-from ..kernels.topk import topk_torch
 from ..models import model_fingerprint, offline_model_error, resolve_model
 from ..registry import CostModel, MethodInfo, register
-from .base import Hit, IndexReport, RetrievalMethod, Retriever, RunContext
+from .base import Hit, IndexReport, RunContext
+from ..kernels.topk import topk_torch
+from .vectors import VectorMethod, VectorRetriever, exact_search
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +36,29 @@ class Encoder(Protocol):
         ...
 
 
-class DenseMethod(RetrievalMethod, abc.ABC):
+class DenseMethod(VectorMethod, abc.ABC):
     @abc.abstractmethod
     def load_encoder(self, ctx: RunContext) -> Encoder: ...
 
-    def open(self, ctx: RunContext) -> Retriever:
+    def open(self, ctx: RunContext) -> ExactDenseRetriever:
         return ExactDenseRetriever(str(self), self.load_encoder(ctx), ctx)
 
 
-class ExactDenseRetriever(Retriever):
+class ExactDenseRetriever(VectorRetriever):
     def __init__(self, method_id: str, encoder: Encoder, ctx: RunContext) -> None:
         self._method_id = method_id
         self._encoder = encoder
         self._ctx = ctx
-        self._doc_ids: list[str] = []
-        self._matrix = None  # torch tensor [n_docs, dim]
+        self.doc_ids: list[str] = []
+        self._matrix: np.ndarray | None = None  # float32 [n_docs, dim]
+        self._shape = (0, encoder.dim)
+        self._corpus: Sequence[Document] = ()
+        self._corpus_hash = ""
 
     def index(self, corpus: Sequence[Document]) -> IndexReport:
-        import torch
-
-        self._doc_ids = [d.id for d in corpus]
-        corpus_hash = hashlib.sha256("\x00".join(f"{d.id}\x01{d.full_text}" for d in corpus).encode()).hexdigest()
+        self._corpus = corpus
+        self.doc_ids = [d.id for d in corpus]
+        self._corpus_hash = corpus_hash = hashlib.sha256("\x00".join(f"{d.id}\x01{d.full_text}" for d in corpus).encode()).hexdigest()
         key = content_key("dense-doc-encodings", self._method_id, self._encoder.fingerprint, corpus_hash)
         cached = self._ctx.cache.load_array("encodings", key)
         report = IndexReport()
@@ -76,28 +78,59 @@ class ExactDenseRetriever(Retriever):
             self._ctx.cache.save_array(
                 "encodings", key, emb, {"encode_s": encode_s, "fingerprint": self._ctx.fingerprint, "method": self._method_id}
             )
-        self._matrix = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+        self._matrix = np.ascontiguousarray(emb, dtype=np.float32)
+        self._shape = self._matrix.shape
         return report
 
+    def doc_vectors(self) -> np.ndarray:
+        if self._matrix is None and self._corpus:  # released: loaded again from the encoding cache
+            self.index(self._corpus)
+        if self._matrix is None:
+            raise RuntimeError(f"{self._method_id}: document vectors asked for before index()")
+        return self._matrix
+
+    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+        return self._encoder.encode(queries, "query", self._ctx.batch_size, False)
+
+    def release(self) -> None:
+        self._matrix = None
+
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        import torch
+        return exact_search(self.query_vectors(queries), self.doc_vectors(), self.doc_ids, k)
 
-        q = torch.from_numpy(self._encoder.encode(queries, "query", self._ctx.batch_size, False))
-        scores, idx = topk_torch(q, self._matrix, k)
-        ids = self._doc_ids
-        return [[(ids[i], s) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx.tolist(), scores.tolist())]
-
-    def save(self, directory: Path) -> None:
-        np.save(directory / "embeddings.npy", self._matrix.numpy(), allow_pickle=False)
-        (directory / "doc_ids.txt").write_text("\n".join(self._doc_ids))
+    def exact_search(self, queries: Sequence[str], k: int) -> list[list[Hit]] | None:
+        """What search() returns for each query asked alone (single-query encodings, as the task
+        times them), cached by encoder, corpus, queries and k: every compressor and engine over
+        this encoder is set against the same reference without encoding the queries again."""
+        text_hash = hashlib.sha256("\x00".join(queries).encode()).hexdigest()
+        key = content_key("exact-topk", self._method_id, self._encoder.fingerprint, self._corpus_hash, k, text_hash)
+        cached = self._ctx.cache.load_array("exact-topk", key)
+        arr = cached[0] if cached is not None and cached[0].shape[:1] == (len(queries),) else None
+        if arr is None:
+            arr = np.full((len(queries), k, 2), -1.0, dtype=np.float64)  # [query, rank, (doc index, score)]
+            docs = self.doc_vectors()
+            for i, text in enumerate(queries):
+                scores, idx = topk_torch(torch_from(self.query_vectors([text])), torch_from(docs), k)
+                n = idx.shape[1]
+                arr[i, :n, 0] = idx[0].numpy()
+                arr[i, :n, 1] = scores[0].numpy()
+            self._ctx.cache.save_array("exact-topk", key, arr, {"method": self._method_id, "k": k})
+        ids = self.doc_ids
+        return [[(ids[int(d)], float(s)) for d, s in row if d >= 0] for row in arr]
 
     def proxies(self) -> dict[str, float]:
-        n, dim = self._matrix.shape
+        n, dim = self._shape
         return {
-            "bytes_per_doc": float(dim * self._matrix.element_size()),
+            "bytes_per_doc": float(dim * 4),
             "search_flops_per_query": float(2 * n * dim),
             "encoder_params": float(self._encoder.params),
         }
+
+
+def torch_from(a: np.ndarray):  # noqa: ANN201 - a torch.Tensor sharing a's memory
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 class SentenceTransformerEncoder:

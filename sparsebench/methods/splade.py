@@ -320,11 +320,18 @@ class _SpladeRetriever(Retriever):
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self._doc_encoder.vocab_size))
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        return self._search(queries, k, self._method.pruning, self._method.alpha)
+
+    def exact_search(self, queries: Sequence[str], k: int) -> list[list[Hit]] | None:
+        # The same (pruned) index scored exhaustively; each query encoded alone, as search() was
+        # timed, so that exhaustive and block-max safe score 1.0.
+        return [self._search([q], k, "exhaustive", 1.0)[0] for q in queries]
+
+    def _search(self, queries: Sequence[str], k: int, pruning: str, alpha: float) -> list[list[Hit]]:
         from ..kernels.inverted import search_batch
 
-        m = self._method
         threads = self._ctx.threads if len(queries) > 1 else 1
-        hits = search_batch(self._index, self.encode_queries(queries), k, m.pruning, m.alpha, threads)
+        hits = search_batch(self._index, self.encode_queries(queries), k, pruning, alpha, threads)
         return [[(self._doc_ids[d], s) for d, s in row] for row in hits]
 
     def save(self, directory: Path) -> None:

@@ -28,6 +28,10 @@ TASK_COST_AXES: dict[str, dict[str, Axis]] = {
         "batch_throughput": Axis("queries/s", "higher", "all queries in batches of batch_size"),
         "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory: above the worker's RSS once the data was loaded"),
         "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process (interpreter, data and method)"),
+        "bytes_per_vector": Axis("B", "lower", "a vector index's bytes per document: the serialized index with the corpus "
+                                               "minus the trained index without it, over the documents"),
+        "fit_s": Axis("s", "lower", "training or fitting a compressor on the corpus vectors (PCA, k-means codebooks and "
+                                    "cells, OPQ's rotation); part of index_build_s (an HNSW graph is built, not fitted)"),
     },
     "lm": {
         "model_load_s": Axis("s", "lower", "loading the model and tokenizer"),

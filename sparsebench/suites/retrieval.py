@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +26,12 @@ from .axes import TASK_COST_AXES
 from .tasks import Task, TaskResult
 
 log = logging.getLogger(__name__)
+
+# The task's own metric next to ir-measures' ones: the share of the exact top K of the same
+# representation (the dense encoder's brute-force search, an engine's exhaustive scoring) that
+# the method's top K holds, per query (ann-benchmarks' k-NN recall). Methods with no exact
+# reference (bm25s, fusions) do not report it.
+RECALL_VS_EXACT = re.compile(r"recall_vs_exact@([1-9][0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class RetrievalTask(Task):
         import ir_measures
 
         for i, name in enumerate(metrics):
+            if RECALL_VS_EXACT.fullmatch(name):
+                continue
             try:
                 canonical = str(ir_measures.parse_measure(name))
             except Exception as e:
@@ -108,6 +117,7 @@ class RetrievalTask(Task):
         with tempfile.TemporaryDirectory(prefix="sparsebench-index-") as tmp:
             retriever.save(Path(tmp))
             index_bytes = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+        vector_bytes = retriever.vector_bytes()
 
         # Warm-up: first calls pay for lazy initialisation and allocator growth; discarded.
         for text in texts[: settings.warmup_queries]:
@@ -136,11 +146,23 @@ class RetrievalTask(Task):
             run = {qid: [(doc, score) for doc, score in hits if doc != qid] for qid, hits in run.items()}
         if run_file is not None:
             write_trec_run(run_file, run, str(method))
-        per_query, metric_values = evaluate(dataset, run, metrics, queries)
+        own = [m for m in metrics if RECALL_VS_EXACT.fullmatch(m)]
+        per_query, metric_values = evaluate(dataset, run, tuple(m for m in metrics if m not in own), queries)
         for q in queries:
             per_query[q.id]["latency_ms"] = min(latencies[q.id]) / 1e6
 
         peak_rss_mb, peak_note = memory.method_peak_mib(mem_base)
+        process_peak = memory.process_peak_mib()
+        # After every cost is measured: the reference search may load vectors the method let go.
+        for name in own:
+            recall = recall_vs_exact(retriever, queries, run, int(RECALL_VS_EXACT.fullmatch(name).group(1)),
+                                     dataset.ignore_identical_ids)
+            if recall is None:
+                break
+            for qid, value in recall.items():
+                per_query[qid][name] = value
+            metric_values[name] = {**_mean_with_stderr(list(recall.values())),
+                                   "aggregation": "mean over judged queries of |top K ∩ exact top K| / |exact top K|"}
         n_q = len(all_ns)
         costs: dict[str, dict[str, Any]] = {
             "model_load_s": {"value": model_load_s, "unit": "s", "n": 1},
@@ -149,8 +171,14 @@ class RetrievalTask(Task):
             "index_bytes": {"value": index_bytes, "unit": "B", "n": 1},
             "batch_throughput": {"value": len(texts) / batch_s, "unit": "queries/s", "n": len(texts), "batch_size": settings.batch_size},
             "peak_rss_mb": {"value": peak_rss_mb, "unit": "MiB", "n": 1, **({"note": peak_note} if peak_note else {})},
-            "process_peak_rss_mb": {"value": memory.process_peak_mib(), "unit": "MiB", "n": 1},
+            "process_peak_rss_mb": {"value": process_peak, "unit": "MiB", "n": 1},
         }
+        if vector_bytes is not None:
+            costs["bytes_per_vector"] = {"value": vector_bytes[0], "unit": "B", "n": len(dataset.corpus),
+                                         "note": "serialized index with the corpus minus the trained index without it, "
+                                                 "over the documents"}
+        if report.fit_s is not None:
+            costs["fit_s"] = {"value": report.fit_s, "unit": "s", "n": 1}
         for q_, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
             value = quantile_ms(all_ns, q_)
             costs[name] = {"value": value, "unit": "ms", "n": n_q}
@@ -171,6 +199,21 @@ class RetrievalTask(Task):
             "measured_index_s": measured_build_s,
         }
         return TaskResult(metrics=metric_values, costs=costs, per_query=per_query, extra=extra)
+
+
+def recall_vs_exact(retriever: Any, queries: Any, run: dict[str, list[Hit]], k: int,
+                    ignore_identical_ids: bool) -> dict[str, float] | None:
+    """Per query: the share of the exact top k found in the method's top k (k + 1 are asked for
+    so that a query's own id can be dropped where the dataset says so, as from the run)."""
+    ref = retriever.exact_search([q.text for q in queries], k + 1)
+    if ref is None:
+        return None
+    out = {}
+    for q, hits in zip(queries, ref):
+        want = set([d for d, _ in hits if not (ignore_identical_ids and d == q.id)][:k])
+        got = {d for d, _ in run.get(q.id, [])[:k]}
+        out[q.id] = len(want & got) / len(want) if want else 1.0
+    return out
 
 
 def evaluate(

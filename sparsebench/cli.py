@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset-name", metavar="NAME",
                      help="name a beir: folder in records as beir:NAME (default: the folder's own name; the path never is the id)")
     run.add_argument("--method", action="append", metavar="ID", help="method id(s) to run instead of the suite's grid; repeat or comma-separate")
+    run.add_argument("--grid", metavar="NAME",
+                     help="run the suite's default grid plus its named larger grid NAME (bench list shows them; e.g. full)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a task setting (top_k=50) or a method parameter (bm25.k1=0.9)")
     run.add_argument("--profile", help="declared hardware profile id (default: the one matching this machine)")
@@ -194,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     executor = ExecutorConfig(args.executor, args.address, args.workers, args.connect_timeout)
     summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides],
-                               executor)
+                               executor, args.grid)
     latest: dict[str, dict] = {}
     for rec in read(args.results / f"{suite.name}.jsonl"):
         latest[rec["key"]] = rec
@@ -228,6 +230,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in sorted(builtin_suites()):
             s = load_suite(name)
             lines.append(f"  {s.ref:<14} {s.description}")
+            def points(grid: tuple) -> int:  # distinct ids: a named grid may repeat default points
+                return len({str(registry.build(b, o)) for g in grid for b, o in g.method_ids()})
+
+            extra = "".join(f"; --grid {n}: {points(s.grid(n))}" for n in sorted(s.grids))
+            lines.append(f"    grid: {points(s.methods)} method points{extra}")
             for d in s.datasets:
                 counts = f"{d.documents} docs, {d.queries} queries" if d.documents else ""
                 lines.append(f"    dataset {d.id:<8} {d.source}  {counts}")

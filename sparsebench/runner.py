@@ -125,8 +125,10 @@ class Plan:
     method_ids: list[str]
 
 
-def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[str, Scalar]]) -> Plan:
+def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[str, Scalar]], grid: str | None = None) -> Plan:
     """Task settings and canonical method ids; every typo or out-of-range value is refused here.
+
+    `methods` replaces the suite's grid; otherwise `grid` names a larger grid (`Suite.grid`).
 
     This needs no dataset, so a bad `--set` or method id costs nothing and leaves no record.
     """
@@ -134,12 +136,14 @@ def plan_methods(suite: Suite, methods: list[str] | None, overrides: list[tuple[
     setting_overrides, per_method = split_overrides(overrides)
     settings = task.settings_from({**suite.settings, **setting_overrides}, f"{suite.file} (with --set)")
     chosen: list[tuple[str, dict[str, Scalar]]]
+    if methods is not None and grid is not None:
+        raise BenchError(f"--grid {grid} and --method both choose the methods; give one of them")
     if methods is not None:
         if not methods:
             raise BenchError("--method: no method id given (an empty or comma-only list); name at least one, e.g. --method bm25")
         chosen = [(m, {}) for m in methods]
     else:
-        chosen = [point for grid in suite.methods for point in grid.method_ids()]
+        chosen = [point for entry in suite.grid(grid) for point in entry.method_ids()]
     for base, _ in chosen:
         task.check_method(registry.build(base), f"{suite.ref}" + (" --method" if methods is not None else f" ({suite.file})"))
     in_run = {n for base, _ in chosen for n in registry.method_names(registry.build(base))}
@@ -182,13 +186,14 @@ def run_suite(
     methods: list[str] | None = None,
     overrides: list[tuple[str, Scalar]] | None = None,
     executor: ExecutorConfig | None = None,
+    grid: str | None = None,
 ) -> tuple[RunSummary, Suite]:
     if opts.results_dir.exists() and not opts.results_dir.is_dir():
         raise BenchError(f"--results {opts.results_dir}: is a file, not a directory; give the results directory (default ./results)")
     executor = executor or ExecutorConfig()
     check_config(executor)  # a missing engine extra is refused before anything is loaded
     suite = load_suite(suite_name)
-    chosen = plan_methods(suite, methods, overrides or [])
+    chosen = plan_methods(suite, methods, overrides or [], grid)
     if executor.distributed:
         if not opts.isolate:
             raise BenchError(f"--in-process measures in this process; it cannot be combined with --executor {executor.name}")

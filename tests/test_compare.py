@@ -183,3 +183,11 @@ def test_faq_tied_method_passes_and_a_second_call_runs_nothing(faq_results, caps
     assert n == 7  # 5 samples + the two methods it had to measure
     assert faq_compare(faq_results, "bm25(stopwords=none)", "bm25,bm25(variant=atire)") == 0
     assert len(records_in(faq_results / "retrieval.jsonl")) == n
+
+
+def test_a_metric_only_one_side_reports_is_left_out_of_that_pairing(faq_results, capsys) -> None:
+    # minilm reports recall_vs_exact@10 (against its own exact search); bm25 has no exact reference.
+    assert faq_compare(faq_results, "minilm", "bm25") == 0
+    out = capsys.readouterr().out
+    assert "+0.2409" in main_metric_line(out, "bm25") and "recall_vs_exact@10" not in out
+    assert faq_compare(faq_results, "bm25", "minilm") == 1  # worse, and no KeyError either way

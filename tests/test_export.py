@@ -32,7 +32,7 @@ def test_round_trip_one_row_per_record_with_units(results, tmp_path, fmt, reader
     assert not any(c for c in df.columns if " " in c or "[" in c or "]" in c)
     row = df[df["method"] == "bm25"].iloc[0]
     bm25 = next(r for r in recs if r["method"] == "bm25")
-    assert (row["suite"], int(row["version"]), row["profile"], row["commit"]) == ("retrieval", 2, "cpu-2core", bm25["provenance"]["git_commit"])
+    assert (row["suite"], int(row["version"]), row["profile"], row["commit"]) == ("retrieval", int(bm25["suite"].split("@")[1]), "cpu-2core", bm25["provenance"]["git_commit"])
     assert json.loads(row["params"]) == bm25["params"]
     assert row["nDCG@10"] == pytest.approx(bm25["metrics"]["nDCG@10"]["value"], rel=1e-12)
     assert row["latency_p50_ms"] == pytest.approx(bm25["costs"]["latency_p50_ms"]["value"], rel=1e-12)

@@ -131,6 +131,16 @@ def test_an_empty_method_list_is_refused(methods, tiny_beir, results_dir, caplog
     assert not (results_dir / "retrieval.jsonl").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--grid", "fulll"], "--grid 'fulll': suite retrieval@"),
+    (["--grid", "full", "--method", "bm25"], "--grid full and --method both choose the methods"),
+])
+def test_an_unknown_grid_or_a_grid_with_methods_is_refused(extra, message, tiny_beir, results_dir, caplog) -> None:
+    assert bench("--dataset", f"beir:{tiny_beir}", "--results", str(results_dir), *extra) == 2
+    assert message in one_error(caplog)
+    assert not (results_dir / "retrieval.jsonl").exists()
+
+
 # 4. non-finite parameters -------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ def test_builtin_retrieval_suite_loads() -> None:
         (lambda d: d.update(default_dataset="nope"), "default_dataset"),
         (lambda d: d["datasets"][0].pop("source"), "missing key 'datasets\\[0\\].source'"),
         (lambda d: d.update(task="ranking"), "unknown task 'ranking'"),
+        (lambda d: d["grids"]["full"].append({"method": "int8(bm26)"}), "grids.full\\[\\d+\\]: .*did you mean bm25"),
+        (lambda d: d["grids"].update({"a b": []}), "grids: 'a b' is not a grid name"),
+        (lambda d: d["grids"].update(quick={"method": "bm25"}), "grids.quick: expected a list"),
     ],
 )
 def test_bad_suites_name_file_and_key(tmp_path: Path, mutate, message: str) -> None:
@@ -66,3 +69,18 @@ def test_yaml_tags_are_not_executed(tmp_path: Path) -> None:
 def test_unknown_suite_suggests() -> None:
     with pytest.raises(ConfigError, match="did you mean retrieval"):
         load_suite("retreival")
+
+
+def test_a_named_grid_runs_the_default_grid_and_then_its_own_points() -> None:
+    from sparsebench.runner import plan_methods
+
+    suite = load_suite("retrieval")
+    default = plan_methods(suite, None, []).method_ids
+    full = plan_methods(suite, None, [], "full").method_ids
+    assert full[: len(default)] == default and len(full) > len(default)
+    assert len(set(full)) == len(full)  # a default point repeated in the sweep is measured once
+    # every compressor and engine has three or more points along its knob in the full grid
+    for name in ("truncate", "pca", "binary", "pq", "opq", "csr", "bebr", "hnsw", "ivf"):
+        assert sum(m.startswith(f"{name}(minilm") for m in full) >= 3, name
+    with pytest.raises(ConfigError, match="no such grid; did you mean full\\? \\(named grids: full\\)"):
+        plan_methods(suite, None, [], "fulll")

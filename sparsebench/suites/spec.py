@@ -55,6 +55,10 @@ class Suite:
     cost_axes: tuple[str, ...]
     methods: tuple[MethodGrid, ...]
     settings: dict[str, Scalar] = field(default_factory=dict)
+    # Named larger grids (`bench run --grid NAME`): each adds its entries to `methods`, so long
+    # sweeps live beside the default grid, whose cold run stays a few minutes on 2 cores, and
+    # their records share the suite's version and keys (a point is the same spec in either grid).
+    grids: dict[str, tuple[MethodGrid, ...]] = field(default_factory=dict)
     file: str = ""
 
     @property
@@ -63,6 +67,17 @@ class Suite:
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return next((d for d in self.datasets if d.id == name), None)
+
+    def grid(self, name: str | None = None) -> tuple[MethodGrid, ...]:
+        """The default grid (`methods`), or it followed by the named grid's entries."""
+        if name is None:
+            return self.methods
+        if name not in self.grids:
+            known = ", ".join(sorted(self.grids)) or "none"
+            close = difflib.get_close_matches(name, list(self.grids), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"--grid {name!r}: suite {self.ref} has no such grid{hint} (named grids: {known})")
+        return self.methods + self.grids[name]
 
     @property
     def digest(self) -> str:
@@ -132,9 +147,14 @@ def _check(suite: Suite, file: str) -> None:
     task.settings_from(suite.settings, file)
     from .. import registry
 
-    for i, grid in enumerate(suite.methods):
+    entries = [(f"methods[{i}]", g) for i, g in enumerate(suite.methods)]
+    for name, extra in suite.grids.items():
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{file}: grids: {name!r} is not a grid name (letters, digits, - and _)")
+        entries += [(f"grids.{name}[{i}]", g) for i, g in enumerate(extra)]
+    for where, grid in entries:
         try:
             for base, overrides in grid.method_ids():
                 registry.build(base, overrides)
         except Exception as e:
-            raise ConfigError(f"{file}: methods[{i}]: {e}") from e
+            raise ConfigError(f"{file}: {where}: {e}") from e

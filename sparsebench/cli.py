@@ -19,8 +19,10 @@ examples:
   bench run --suite retrieval --dataset beir:/data/scifact    your own BEIR folder (#split to choose)
   bench run --suite retrieval --dataset irds:beir/scifact/test
   bench run --suite retrieval --dataset mteb:SciFact
-  bench run --suite lm                                SmolLM2-135M: dense, pruning and activation sparsity
+  bench run --suite lm                                SmolLM2-135M: dense, pruning, activation and attention sparsity
   bench run --suite lm --method "wanda(sparsity=0.5),sparsegpt(m=4)" --set context_length=256
+  bench run --suite long-context                      passkey / multi-key recall: dense and sparse attention
+  bench run --suite long-context --smoke              its marked smoke subset (one 512-token length)
   bench list                                          methods, suites and datasets
   bench profile                                       which declared hardware profile this machine is
   bench report                                        static HTML leaderboard from results/ into reports/
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", action="append", metavar="ID", help="method id(s) to run instead of the suite's grid; repeat or comma-separate")
     run.add_argument("--grid", metavar="NAME",
                      help="run the suite's default grid plus its named larger grid NAME (bench list shows them; e.g. full)")
+    run.add_argument("--smoke", action="store_true",
+                     help="run the suite's marked smoke subset: its `smoke` settings, before any --set (long-context has one)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a task setting (top_k=50) or a method parameter (bm25.k1=0.9)")
     run.add_argument("--profile", help="declared hardware profile id (default: the one matching this machine)")
@@ -195,8 +199,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         allow_profile_mismatch=args.profile_mismatch == "allow",
     )
     executor = ExecutorConfig(args.executor, args.address, args.workers, args.connect_timeout)
-    summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, [parse_override(s) for s in args.overrides],
-                               executor, args.grid)
+    overrides = [parse_override(s) for s in args.overrides]
+    if args.smoke:
+        from .suites.spec import load_suite
+
+        declared = load_suite(args.suite)
+        if not declared.smoke:
+            raise BenchError(f"--smoke: suite {declared.ref} marks no smoke subset (no `smoke:` settings in {declared.file})")
+        overrides = [(k, v) for k, v in declared.smoke.items()] + overrides
+    summary, suite = run_suite(args.suite, args.dataset, profile, opts, methods, overrides, executor, args.grid)
     latest: dict[str, dict] = {}
     for rec in read(args.results / f"{suite.name}.jsonl"):
         latest[rec["key"]] = rec

@@ -567,7 +567,7 @@ def _work(payload: dict[str, Any], dataset: TaskData | None) -> dict[str, Any]:
             cache=ArtifactCache(Path(payload["cache_dir"])),
             threads=payload["threads"]["torch"],
             device=payload["device"],
-            batch_size=settings.batch_size,
+            batch_size=getattr(settings, "batch_size", 1),  # a task without batches (long-context) runs one at a time
             progress=payload["progress"],
             fingerprint=payload["fingerprint"],
         )

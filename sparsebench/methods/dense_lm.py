@@ -19,7 +19,7 @@ from .lm_base import ApplyReport, Calibration, LMMethod
         licence="Apache-2.0 (sparsebench)",
         requires=("transformers",),
         cost_model=CostModel(notes="every weight dense; FLOPs per token = 2 x the linear layers' weights"),
-        tasks=("lm",),
+        tasks=("lm", "long-context"),
     )
 )
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class ApplyReport:
     # kernel's modules are not nn.Linear): the task uses these instead of measuring again.
     costs: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Sparse attention methods' live counters (sparsebench.attention.hook.AttentionStats): the
+    # task reads the density achieved and the attention FLOPs after it evaluated and timed.
+    attention: Any = None
 
 
 class LMMethod(abc.ABC):

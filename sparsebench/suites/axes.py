@@ -43,10 +43,18 @@ TASK_COST_AXES: dict[str, dict[str, Axis]] = {
         "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory (model included): above the worker's RSS once the data was loaded"),
         "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process"),
     },
+    "long-context": {
+        "model_load_s": Axis("s", "lower", "loading the model and tokenizer"),
+        "calibration_s": Axis("s", "lower", "applying the method (Loki: fitting the key projections on calibration text)"),
+        "prefill_ms": Axis("ms", "lower", "prefill of one prompt at the longest context length (batch 1), median over its cases"),
+        "decode_ms_per_token": Axis("ms", "lower", "one greedy decode step after a longest-context prefill, median"),
+        "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory (model included)"),
+        "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process"),
+    },
 }
 
 # The row every other is set against where a group has it (`bench report --baseline` overrides).
-TASK_BASELINE: dict[str, str] = {"retrieval": "bm25", "lm": "dense"}
+TASK_BASELINE: dict[str, str] = {"retrieval": "bm25", "lm": "dense", "long-context": "dense"}
 
 # The few costs `bench run` prints in its closing table: (axis, header, format).
 Column = tuple[str, str, str]
@@ -65,6 +73,13 @@ SUMMARY_COLUMNS: dict[str, tuple[Column, ...]] = {
         ("decode_ms_per_token", "decode ms/tok", "{:.2f}"),
         ("eval_tokens_per_s", "tok/s", "{:.0f}"),
         ("model_bytes", "model MiB", "{:.1f}"),
+        ("calibration_s", "apply s", "{:.1f}"),
+        ("peak_rss_mb", "RSS MiB", "{:.0f}"),
+    ),
+    "long-context": (
+        ("prefill_ms", "prefill ms", "{:.0f}"),
+        ("decode_ms_per_token", "decode ms/tok", "{:.1f}"),
+        ("attention_density", "density", "{:.3f}"),
         ("calibration_s", "apply s", "{:.1f}"),
         ("peak_rss_mb", "RSS MiB", "{:.0f}"),
     ),

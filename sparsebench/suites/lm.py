@@ -49,7 +49,7 @@ class LMTask(Task):
     name = "lm"
     cost_axes = TASK_COST_AXES["lm"]
     method_type = LMMethod
-    capability = "language-model methods (the unmodified model, pruning, activation sparsity)"
+    capability = "language-model methods (the unmodified model, pruning, activation sparsity, sparse attention)"
     item_name = "windows"
 
     def check_metrics(self, metrics: tuple[str, ...], file: str) -> None:
@@ -129,6 +129,7 @@ class LMTask(Task):
     ) -> TaskResult:
         import torch
 
+        from ..attention.cost import decode_proxy, prefill_proxies
         from ..lm.cost import model_costs, prefill_decode_ms
         from ..lm.evaluate import score_windows
         from ..lm.model import load_causal_lm
@@ -159,6 +160,9 @@ class LMTask(Task):
         t0 = time.perf_counter()
         per_window = score_windows(lm.model, windows, settings.batch_size)
         eval_s = time.perf_counter() - t0
+        attention = prefill_proxies(report.attention, lm.model.config, [len(w.ids) for w in windows])
+        if report.attention is not None:
+            report.attention.reset()  # the decode density below is the timed decode steps'
         eval_tokens = sum(v["tokens"] for v in per_window.values())
         for w in windows:
             v = per_window[w.id]
@@ -170,6 +174,7 @@ class LMTask(Task):
         if len(prompt) < settings.prefill_tokens:
             log.warning("prefill_tokens=%d is longer than a window; timing a %d-token prefill", settings.prefill_tokens, len(prompt))
         prefill_ms, decode_ms, n_lat = prefill_decode_ms(lm.model, prompt, settings.decode_tokens, settings.latency_repeats)
+        attention.update(decode_proxy(report.attention))
         peak_rss_mb, peak_note = memory.method_peak_mib(mem_base)
         model = report.costs or model_costs(lm.model)
 
@@ -186,6 +191,7 @@ class LMTask(Task):
             "process_peak_rss_mb": {"value": memory.process_peak_mib(), "unit": "MiB", "n": 1},
         }
         costs.update(model)
+        costs.update(attention)
         units = method.cost_units()
         for name, value in report.proxies.items():
             costs[name] = {"value": value, "unit": units.get(name, ""), "n": 1, "proxy": True}

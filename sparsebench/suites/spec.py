@@ -59,6 +59,9 @@ class Suite:
     # sweeps live beside the default grid, whose cold run stays a few minutes on 2 cores, and
     # their records share the suite's version and keys (a point is the same spec in either grid).
     grids: dict[str, tuple[MethodGrid, ...]] = field(default_factory=dict)
+    # Setting overrides of the suite's marked smoke subset (`bench run --smoke`): a few small
+    # cases that exercise every path, for CI; records keep them apart by their settings.
+    smoke: dict[str, Scalar] = field(default_factory=dict)
     file: str = ""
 
     @property

@@ -92,7 +92,7 @@ class Task(abc.ABC):
 
 
 def task_names() -> tuple[str, ...]:
-    return ("retrieval", "lm")
+    return ("retrieval", "lm", "long-context")
 
 
 def get_task(name: str, file: str = "") -> Task:
@@ -104,4 +104,8 @@ def get_task(name: str, file: str = "") -> Task:
         from .lm import LMTask
 
         return LMTask()
+    if name == "long-context":
+        from .long_context import LongContextTask
+
+        return LongContextTask()
     raise ConfigError(f"{file}: task: unknown task {name!r} (known: {', '.join(task_names())})")

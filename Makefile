@@ -1,6 +1,7 @@
 # The two entry points of the README. Each does its own set-up (scripts/setup.sh is idempotent).
-# The tests also need the prune worker environment (.venvs/prune: llm-compressor and the
-# transformers it pins), where the runner starts wanda's and sparsegpt's workers.
+# The tests also need the worker environments .venvs/prune (llm-compressor and the transformers
+# it pins: wanda's and sparsegpt's workers), .venvs/late (PyLate: colbert's and plaid's) and
+# .venvs/kv (kvpress: the KV-cache presses).
 .PHONY: setup setup-envs bench test test-all
 
 setup:
@@ -8,6 +9,8 @@ setup:
 
 setup-envs: setup
 	@scripts/setup.sh --env prune
+	@scripts/setup.sh --env late
+	@scripts/setup.sh --env kv
 
 bench: setup
 	.venv/bin/bench run --suite retrieval

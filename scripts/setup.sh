@@ -4,12 +4,14 @@
 #
 #   scripts/setup.sh                  .venv: CPU torch==2.13.0, the project and its test,mteb,lm,dask extras
 #   scripts/setup.sh --env prune      .venvs/prune: the worker environment of llm-compressor
+#   scripts/setup.sh --env late       .venvs/late: the worker environment of PyLate (ColBERT checkpoints)
+#   scripts/setup.sh --env kv         .venvs/kv: the worker environment of kvpress (KV-cache presses)
 #   scripts/setup.sh --system-torch   .venvs/system: on the torch the system Python already has (a
 #                                     CUDA build on the GPU machines), offline from a wheel folder
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage="usage: scripts/setup.sh [--env prune | --system-torch]"
+usage="usage: scripts/setup.sh [--env prune | --env late | --env kv | --system-torch]"
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 EXTRAS="test,mteb,lm,dask"
@@ -19,10 +21,10 @@ case "${1:-}" in
   # `--env NAME`: a worker environment (sparsebench/envs.py) in .venvs/NAME with the project and
   # its [NAME] extra, for methods whose library pins versions the main environment cannot share.
   --env)
-    [ -n "${2:-}" ] || { echo "setup: --env needs a name (prune)" >&2; exit 2; }
+    [ -n "${2:-}" ] || { echo "setup: --env needs a name (prune, late, kv)" >&2; exit 2; }
     case "$2" in
-      prune) ;;
-      *) echo "setup: unknown worker environment '$2' (known: prune)" >&2; exit 2 ;;
+      prune|late|kv) ;;
+      *) echo "setup: unknown worker environment '$2' (known: prune, late, kv)" >&2; exit 2 ;;
     esac
     [ $# -eq 2 ] || { echo "setup: unexpected argument '$3' after --env $2; $usage" >&2; exit 2; }
     MODE=env
@@ -273,4 +275,11 @@ fi
 # mteb: loader and the lm suite too.
 echo "setup: installing sparsebench and its dependencies into $VENV (extras: $EXTRAS)" >&2
 "${PIP[@]}" -e ".[$EXTRAS]"
+# PyLate requires fast-plaid, whose wheels each pin one torch (at most 2.11; a multi-GB CUDA build
+# from the index) and crash on this one: PyLate and its k-means go in without their requirements,
+# which the [late] extra lists instead (fast-plaid left out; PyLate imports it only for its fast index).
+LATE_NO_DEPS="pylate==1.6.0 fastkmeans==0.5.0"
+if [ "$VENV" = .venvs/late ]; then
+  "${PIP[@]}" --no-deps $LATE_NO_DEPS
+fi
 touch "$stamp"

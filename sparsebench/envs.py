@@ -1,7 +1,7 @@
 """Worker environments: a method whose library pins versions the project cannot share runs its
 worker in a virtual environment of its own.
 
-llm-compressor pins transformers 5.15-5.17 and kvpress <5.3, while the rest of the project
+llm-compressor pins transformers 5.15-5.17, PyLate <=5.3.0 and kvpress <5.3, while the rest of the project
 resolves the newest; pinning the whole project to the oldest would hold every family back (and
 ann-benchmarks runs one container per algorithm for the same reason). A method names the
 environment it needs (`worker_env()`); `scripts/setup.sh --env NAME` makes `.venvs/NAME` with
@@ -35,6 +35,11 @@ class WorkerEnv:
 ENVS: dict[str, WorkerEnv] = {
     "prune": WorkerEnv("prune", "prune", "llmcompressor",
                        "llm-compressor pins transformers 5.15-5.17; the project resolves a newer one"),
+    "late": WorkerEnv("late", "late", "pylate",
+                      "PyLate pins sentence-transformers 5.3.0 and transformers <=5.3.0; the project resolves newer ones"),
+    "kv": WorkerEnv("kv", "kv", "kvpress",
+                    "kvpress 0.5.5 pins transformers <5.3 (its hooks read the attention layers' past_key_values keyword); "
+                    "the project resolves a newer one"),
 }
 
 
@@ -56,7 +61,7 @@ def env_of(method: object) -> str | None:
         want = getattr(m, "worker_env", None)
         if callable(want) and want():
             needed.add(want())
-        stack.extend(v for v in (getattr(m, f.name) for f in registry.method_fields(type(m))) if registry.is_method_type(v))
+        stack.extend(getattr(m, f.name) for f in registry.method_fields(type(m)))
     if len(needed) > 1:
         raise BenchError(f"{method}: its parts need different worker environments ({', '.join(sorted(needed))}); "
                          "a composed method runs in one")
@@ -112,7 +117,7 @@ def describe_worker() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0], "executable": sys.executable}
-    for pkg in ("torch", "transformers", "llmcompressor"):
+    for pkg in ("torch", "transformers", "llmcompressor", "sentence-transformers", "pylate", "kvpress", "optimum-quanto"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

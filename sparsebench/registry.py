@@ -33,6 +33,7 @@ FAMILIES = (
     "ann",  # approximate nearest-neighbour search engines (hnsw, ivf) over vectors or codes
     "pruning",
     "sparse-attention",
+    "kv-cache",  # KV-cache eviction (kvpress presses) and quantization over a language model
     "sae",
     "language-model",  # the unmodified model of an lm suite: its baseline row
 )
@@ -119,11 +120,22 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _suggestions(name: str, known: list[str]) -> list[str]:
+    """Up to three near names, but only those about as close as the closest: a typo of one name
+    should suggest that name, not every id that happens to share a few letters with it."""
+    scored = sorted(((difflib.SequenceMatcher(None, name, k).ratio(), k) for k in known), reverse=True)
+    scored = [(r, k) for r, k in scored if r >= 0.5]
+    if not scored:
+        return []
+    best = scored[0][0]
+    return [k for r, k in scored[:3] if r >= best - 0.15]
+
+
 def lookup(name: str) -> tuple[type, MethodInfo]:
     discover()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = _suggestions(name, list(_REGISTRY))
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownMethodError(f"unknown method {name!r}{hint} (bench list shows all methods)")
 

@@ -271,7 +271,7 @@ def test_an_out_of_range_sweep_point_in_a_suite_is_refused(tmp_path, results_dir
 
 
 ORPHAN_SCRIPT = """
-import ctypes, json, os, signal, subprocess, sys, time
+import ctypes, fcntl, json, os, re, signal, struct, subprocess, sys, termios, time
 import psutil
 ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans come to us
 bench = subprocess.Popen([sys.executable, "-m", "sparsebench.cli", *sys.argv[1:]],
@@ -282,13 +282,27 @@ worker = None
 while worker is None and time.monotonic() < deadline:
     for child in parent.children():
         try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                worker = child.pid
+            cmdline = " ".join(child.cmdline())
         except psutil.Error:
-            pass
+            continue
+        if "spawn_main" in cmdline:
+            worker, handle = child.pid, int(re.search(r"pipe_handle=(\\d+)", cmdline).group(1))
     time.sleep(0.001)
+# Freeze the worker, then wait until the runner has written the whole start-up payload into the
+# worker's pipe: killing the runner before that would fail the worker's bootstrap (also exit 1),
+# which is a race, not the case under test.
+os.kill(worker, signal.SIGSTOP)
+pipe = os.open(f"/proc/{worker}/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK)
+seen, steady = 0, 0
+while steady < 20 and time.monotonic() < deadline:  # written, and no more for 20 ms
+    waiting = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\\0" * 4))[0]
+    steady = steady + 1 if waiting == seen and waiting > 0 else 0
+    seen = waiting
+    time.sleep(0.001)
+os.close(pipe)
 os.kill(bench.pid, signal.SIGKILL)  # the runner dies while its worker is still starting up
 bench.wait()
+os.kill(worker, signal.SIGCONT)
 started = time.monotonic()
 _, status = os.waitpid(worker, 0)
 print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "after_s": time.monotonic() - started}))

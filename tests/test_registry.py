@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from sparsebench import registry
+from sparsebench import envs, registry
 from sparsebench.cache import ArtifactCache
 from sparsebench.datasets.beir import load_beir
 from sparsebench.methods.base import RetrievalMethod, RunContext
@@ -37,6 +37,9 @@ def test_retrieval_methods_find_the_relevant_passage(name: str, tiny_beir, tmp_p
     if name == "opq":
         pytest.skip("OPQ's rotation trains 256 centroids per sub-vector: test_compressors runs it on 600 vectors")
     method = registry.build(_SMALL.get(name, registry.lookup(name)[1].example_id))
+    env = envs.env_of(method)
+    if env and not envs.here_has(env):
+        pytest.skip(f"{name} runs in the {env} worker environment: tests/test_colbert_pylate.py runs it there")
     assert isinstance(method, RetrievalMethod)
     ds = load_beir(tiny_beir)
     retriever = method.open(RunContext(cache=ArtifactCache(tmp_path / "c"), threads=1, progress=False))

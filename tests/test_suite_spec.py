@@ -82,5 +82,11 @@ def test_a_named_grid_runs_the_default_grid_and_then_its_own_points() -> None:
     # every compressor and engine has three or more points along its knob in the full grid
     for name in ("truncate", "pca", "binary", "pq", "opq", "csr", "bebr", "hnsw", "ivf"):
         assert sum(m.startswith(f"{name}(minilm") for m in full) >= 3, name
-    with pytest.raises(ConfigError, match="no such grid; did you mean full\\? \\(named grids: full\\)"):
+    with pytest.raises(ConfigError, match="no such grid; did you mean full\\? \\(named grids: full, late-interaction\\)"):
         plan_methods(suite, None, [], "fulll")
+    # late interaction: exact MaxSim first (every other point's reference), three or more points each
+    late = plan_methods(suite, None, [], "late-interaction").method_ids
+    own = late[len(default):]
+    assert own[0] == "maxsim(minilm)"
+    for name in ("pool(maxsim(minilm)", "muvera(maxsim(minilm)"):
+        assert sum(m.startswith(name) for m in own) >= 3, name

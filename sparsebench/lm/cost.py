@@ -10,53 +10,53 @@ sparsebench.pruning.sparse_format; the smaller is what the model needs as stored
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
-def prefill_decode_ms(model: Any, prompt: Sequence[int], decode_tokens: int, repeats: int) -> tuple[float, float, int]:
-    """(median prefill ms, median decode ms per step, samples): batch 1, greedy, with the KV cache.
+def prefill_decode_ms(model: Any, prompt: Sequence[int], decode_tokens: int, repeats: int,
+                      new_cache: Callable[[], Any] | None = None) -> tuple[float, float, int, dict[str, Any]]:
+    """(median prefill ms, median decode ms per step, samples, KV sizes): batch 1, greedy, with
+    the KV cache (`new_cache()` when the method holds it its own way). The KV sizes are what
+    the cache held after the last round's prefill and after its decode steps
+    (sparsebench.kv.measure.CacheSize).
 
     One untimed round first: the first calls pay for lazy initialisation and allocator growth."""
     import torch
 
+    from ..kv.measure import cache_size
+    from .cached import cache_keyword, extend, prefill
+
     ids = torch.tensor([list(prompt)], dtype=torch.long, device=model.device)
-    # transformers renamed past_key_values to cache (5.2x); the prune environment has an older one.
-    import inspect
-
-    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-    def cache_of(out: Any) -> Any:
-        return getattr(out, "cache", None) if kw == "cache" else out.past_key_values
-
+    kw = cache_keyword(model)
     # A GPU runs the kernels asynchronously: without a synchronize the clock stops when the
     # launches are queued, not when they finish.
     sync = torch.cuda.synchronize if ids.device.type == "cuda" else (lambda: None)
-    prefill, steps = [], []
+    prefill_ns, steps = [], []
+    sizes: dict[str, Any] = {}
     with torch.inference_mode():
         for r in range(repeats + 1):
             sync()
             t0 = time.perf_counter_ns()
-            out = model(input_ids=ids, use_cache=True)
+            out, past = prefill(model, ids, new_cache, kw)
             sync()
             t1 = time.perf_counter_ns()
-            past = cache_of(out)
+            sizes["prefill"] = cache_size(past)
             nxt = out.logits[:, -1:].argmax(-1)
             round_steps = []
-            for _ in range(decode_tokens):
+            for i in range(decode_tokens):
                 sync()
                 s0 = time.perf_counter_ns()
-                out = model(input_ids=nxt, use_cache=True, **{kw: past})
-                past = cache_of(out)
+                out, past = extend(model, nxt, past, len(prompt) + i, kw)
                 nxt = out.logits[:, -1:].argmax(-1)
                 sync()
                 round_steps.append(time.perf_counter_ns() - s0)
+            sizes["decode"] = cache_size(past)
             if r:  # round 0 is the warm-up
-                prefill.append(t1 - t0)
+                prefill_ns.append(t1 - t0)
                 steps.extend(round_steps)
-    return statistics.median(prefill) / 1e6, (statistics.median(steps) / 1e6 if steps else 0.0), len(prefill)
+    return (statistics.median(prefill_ns) / 1e6, (statistics.median(steps) / 1e6 if steps else 0.0), len(prefill_ns),
+            sizes)
 
 
 def linear_weights(model: Any) -> dict[str, Any]:

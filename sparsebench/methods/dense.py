@@ -157,6 +157,22 @@ class SentenceTransformerEncoder:
             show_progress_bar=progress,
         ).astype(np.float32, copy=False)
 
+    def encode_tokens(self, texts: Sequence[str], kind: str, batch_size: int, progress: bool) -> list[np.ndarray]:
+        """One float32 [n_tokens, dim] matrix per text: the contextual token states the pooling
+        layer would average (special tokens included, padding not), each row L2-normalized as
+        ColBERT scores them."""
+        import torch
+
+        states = self._model.encode(
+            list(texts), batch_size=batch_size, output_value="token_embeddings", convert_to_numpy=False,
+            show_progress_bar=progress,
+        )
+        out = []
+        for s in states:
+            s = torch.nn.functional.normalize(s.float(), dim=-1)
+            out.append(s.cpu().numpy().astype(np.float32, copy=False))
+        return out
+
 
 _DENSE_COSTS = CostModel(
     proxies=(("bytes_per_doc", "B"), ("search_flops_per_query", "FLOP"), ("encoder_params", "count")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..registry import MethodInfo
 
@@ -21,6 +21,17 @@ class Calibration:
 
     input_ids: Any  # torch.LongTensor [n_samples, length]
     samples: list[dict[str, Any]] = field(default_factory=list)  # {"text", "start", "length"} per row
+
+
+@dataclass
+class KVCachePlan:
+    """How a KV-cache method holds the cache. The tasks prefill every prompt into `new_cache()`
+    (None: the model's own dynamic cache) and run every later token against what the prefill
+    left there, at its true positions; the lm task scores the tokens after a prefix through
+    it (sparsebench.lm.evaluate.score_windows_after_prefix)."""
+
+    new_cache: Callable[[], Any] | None = None
+    backend: str = ""
 
 
 @dataclass
@@ -38,6 +49,8 @@ class ApplyReport:
     # Sparse attention methods' live counters (sparsebench.attention.hook.AttentionStats): the
     # task reads the density achieved and the attention FLOPs after it evaluated and timed.
     attention: Any = None
+    # KV-cache methods (eviction presses, quantized caches): how the cache is held.
+    kv: KVCachePlan | None = None
 
 
 class LMMethod(abc.ABC):

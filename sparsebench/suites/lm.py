@@ -131,7 +131,8 @@ class LMTask(Task):
 
         from ..attention.cost import decode_proxy, prefill_proxies
         from ..lm.cost import model_costs, prefill_decode_ms
-        from ..lm.evaluate import score_windows
+        from ..kv.measure import kv_costs
+        from ..lm.evaluate import score_windows, score_windows_after_prefix
         from ..lm.model import load_causal_lm
         from ..lm.windows import calibration_samples, eval_windows
 
@@ -157,8 +158,13 @@ class LMTask(Task):
         report = method.apply(lm, calibration, ctx)
         calibration_s = time.perf_counter() - t0
 
+        kv = report.kv
+        prefix = min(settings.prefill_tokens, settings.context_length - 1)
         t0 = time.perf_counter()
-        per_window = score_windows(lm.model, windows, settings.batch_size)
+        if kv is None:
+            per_window = score_windows(lm.model, windows, settings.batch_size)
+        else:  # a KV-cache method acts between a prefill and what follows it
+            per_window = score_windows_after_prefix(lm.model, windows, settings.batch_size, prefix, kv.new_cache)
         eval_s = time.perf_counter() - t0
         attention = prefill_proxies(report.attention, lm.model.config, [len(w.ids) for w in windows])
         if report.attention is not None:
@@ -173,7 +179,8 @@ class LMTask(Task):
         prompt = windows[0].ids[: settings.prefill_tokens]
         if len(prompt) < settings.prefill_tokens:
             log.warning("prefill_tokens=%d is longer than a window; timing a %d-token prefill", settings.prefill_tokens, len(prompt))
-        prefill_ms, decode_ms, n_lat = prefill_decode_ms(lm.model, prompt, settings.decode_tokens, settings.latency_repeats)
+        prefill_ms, decode_ms, n_lat, kv_sizes = prefill_decode_ms(lm.model, prompt, settings.decode_tokens,
+                                                                   settings.latency_repeats, kv.new_cache if kv else None)
         attention.update(decode_proxy(report.attention))
         peak_rss_mb, peak_note = memory.method_peak_mib(mem_base)
         model = report.costs or model_costs(lm.model)
@@ -192,6 +199,8 @@ class LMTask(Task):
         }
         costs.update(model)
         costs.update(attention)
+        costs.update(kv_costs(kv_sizes, lm.model.config, len(prompt), settings.decode_tokens,
+                              next(lm.model.parameters()).element_size()))
         units = method.cost_units()
         for name, value in report.proxies.items():
             costs[name] = {"value": value, "unit": units.get(name, ""), "n": 1, "proxy": True}
@@ -203,6 +212,10 @@ class LMTask(Task):
             "backend": report.backend,
             "calibration": {"samples": samples, "texts": [t.name for t in data.texts]} if samples else None,
             "layer_sparsity": report.layer_sparsity,
+            # KV-cache methods: each window's first `prefix` tokens are prefilled into the method's
+            # cache and the rest scored against what it kept (every method scores the same positions).
+            **({"kv_scoring": {"prefilled": prefix, "scored_through_cache": settings.context_length - prefix,
+                               "backend": kv.backend}} if kv else {}),
             **report.extra,
         }
         return TaskResult(metrics=metric_values, costs=costs, per_query=per_window, extra=extra)

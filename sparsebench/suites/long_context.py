@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ class LongContextTask(LMTask):
         import torch
 
         from ..attention.cost import decode_proxy, prefill_proxies
+        from ..kv.measure import kv_costs
         from ..lm.model import load_causal_lm
         from ..lm.needles import make_cases
         from ..lm.windows import calibration_samples
@@ -133,8 +134,13 @@ class LongContextTask(LMTask):
         answers: dict[str, str] = {}
         prefill: dict[int, list[float]] = {n: [] for n in lengths}
         decode: dict[int, list[float]] = {n: [] for n in lengths}
+        new_cache = report.kv.new_cache if report.kv is not None else None
+        longest = max(lengths)
+        kv_sizes: dict[str, Any] = {}
         for case in cases:
-            text, pre_ms, steps = _answer(lm, case.ids, settings.max_new_tokens)
+            text, pre_ms, steps, sizes = _answer(lm, case.ids, settings.max_new_tokens, new_cache)
+            if case.length == longest and not kv_sizes:
+                kv_sizes = sizes
             from ..lm.needles import exact_match
 
             hit = float(exact_match(text, case.answer))
@@ -148,7 +154,6 @@ class LongContextTask(LMTask):
         attention = prefill_proxies(report.attention, lm.model.config, [c.length for c in cases])
         attention.update(decode_proxy(report.attention))
         peak_rss_mb, peak_note = memory.method_peak_mib(mem_base)
-        longest = max(lengths)
         costs: dict[str, dict[str, Any]] = {
             "model_load_s": {"value": model_load_s, "unit": "s", "n": 1},
             "calibration_s": {"value": calibration_s, "unit": "s", "n": 1},
@@ -159,12 +164,15 @@ class LongContextTask(LMTask):
             "peak_rss_mb": {"value": peak_rss_mb, "unit": "MiB", "n": 1, **({"note": peak_note} if peak_note else {})},
             "process_peak_rss_mb": {"value": memory.process_peak_mib(), "unit": "MiB", "n": 1},
             **attention,
+            **kv_costs(kv_sizes, lm.model.config, longest, settings.max_new_tokens - 1,
+                       next(lm.model.parameters()).element_size()),
         }
         metric_values = {m: _accuracy(m, per_case) for m in metrics}
         extra = {
             "model": lm.info,
             "cases": len(cases),
             "backend": report.backend,
+            "layer_sparsity": report.layer_sparsity,  # a pruned model under a KV method says how pruned
             "prefill_ms_by_length": {str(n): statistics.median(v) for n, v in prefill.items() if v},
             "answers": answers,
             "calibration": {"samples": samples} if samples else None,
@@ -174,37 +182,40 @@ class LongContextTask(LMTask):
         return TaskResult(metrics=metric_values, costs=costs, per_query=per_case, extra=extra)
 
 
-def _answer(lm: Any, prompt: tuple[int, ...], max_new: int) -> tuple[str, float, list[float]]:
-    """Greedy continuation of the prompt: (text, prefill ms, decode ms per step)."""
-    import inspect
-
+def _answer(lm: Any, prompt: tuple[int, ...], max_new: int,
+            new_cache: Any = None) -> tuple[str, float, list[float], dict[str, Any]]:
+    """Greedy continuation of the prompt: (text, prefill ms, decode ms per step, KV sizes after
+    the prefill and after the last step)."""
     import torch
+
+    from ..kv.measure import cache_size
+    from ..lm.cached import cache_keyword, extend, prefill
 
     model = lm.model
     ids = torch.tensor([list(prompt)], dtype=torch.long, device=model.device)
-    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    kw = cache_keyword(model)
     sync = torch.cuda.synchronize if ids.device.type == "cuda" else (lambda: None)
     out_ids: list[int] = []
     steps: list[float] = []
     with torch.inference_mode():
         sync()
         t0 = time.perf_counter_ns()
-        out = model(input_ids=ids, use_cache=True)
+        out, past = prefill(model, ids, new_cache, kw)
         sync()
         pre = (time.perf_counter_ns() - t0) / 1e6
-        past = getattr(out, "cache", None) if kw == "cache" else out.past_key_values
+        sizes = {"prefill": cache_size(past)}
         nxt = out.logits[:, -1:].argmax(-1)
-        for _ in range(max_new - 1):
+        for i in range(max_new - 1):
             out_ids.append(int(nxt))
             sync()
             s0 = time.perf_counter_ns()
-            out = model(input_ids=nxt, use_cache=True, **{kw: past})
+            out, past = extend(model, nxt, past, len(prompt) + i, kw)
             sync()
             steps.append((time.perf_counter_ns() - s0) / 1e6)
-            past = getattr(out, "cache", None) if kw == "cache" else out.past_key_values
             nxt = out.logits[:, -1:].argmax(-1)
         out_ids.append(int(nxt))
-    return lm.tokenizer.decode(out_ids, skip_special_tokens=True), pre, steps
+        sizes["decode"] = cache_size(past)
+    return lm.tokenizer.decode(out_ids, skip_special_tokens=True), pre, steps, sizes
 
 
 def _accuracy(metric: str, per_case: dict[str, dict[str, float]]) -> dict[str, Any]:

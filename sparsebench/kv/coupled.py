@@ -1,0 +1,223 @@
+"""Coupled quantization of the KV cache ("KV Cache is 1 Bit Per Channel: Efficient Large Language
+Model Inference with Coupled Quantization", Zhang et al. 2024).
+
+Channels of keys (and of values) are not independent: quantizing `channels` contiguous ones
+jointly, as one vector coded by the nearest of 2^bits centroids, spends bits / channels bits per
+channel and loses less than quantizing each channel alone at that rate. The centroids are
+learned once per layer, for keys and for values, per group of coupled channels, by k-means over
+what the cache holds on calibration text (the paper's uniform centroid learning; its
+Fisher-guided variant weights the k-means by gradients, which this does not do).
+
+Channel groups run over the concatenation of a layer's key/value heads (head-major), as the cache
+lays them out. Keys are coupled as the cache stores them, after the rotary embedding. The codebooks
+are a per-model constant (every sequence in a batch shares them), so a layer's `stored_bytes` counts
+the codes and the full-precision residual, and `codebook_bytes` reports the codebooks apart.
+
+`encode_reference` is the plain float64 nearest-centroid definition the batched encoder is tested
+against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .quant import pack, unpack
+
+SUPPORTED_BITS = (2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Centroids [groups, 2^bits, channels] (float32) of one layer's keys or values."""
+
+    centroids: Any
+    channels: int
+    bits: int
+
+    @property
+    def nbytes(self) -> int:
+        # Stored in float16 by a serving system; counted at that width.
+        return int(self.centroids.numel()) * 2
+
+
+def _groups(x: Any, channels: int) -> Any:
+    """Cache tensor [b, h, n, d] -> [b, n, G, channels] over the head-major concatenated channels."""
+    b, h, n, d = x.shape
+    if (h * d) % channels:
+        raise ValueError(f"{h * d} channels per layer are not a multiple of channels={channels} (coupled groups)")
+    return x.permute(0, 2, 1, 3).reshape(b, n, (h * d) // channels, channels)
+
+
+def _ungroup(g: Any, heads: int) -> Any:
+    b, n, groups, channels = g.shape
+    return g.reshape(b, n, heads, groups * channels // heads).permute(0, 2, 1, 3)
+
+
+def kmeans(points: Any, k: int, iterations: int = 25, seed: int = 0) -> Any:
+    """Lloyd's k-means in every group at once: points [G, N, c] -> centroids [G, k, c] (float32).
+
+    Initialised from k distinct points drawn with `seed`; a cluster left empty keeps its centroid."""
+    import torch
+
+    groups, n, c = points.shape
+    if n < k:
+        raise ValueError(f"{n} calibration vectors cannot place {k} centroids: give more calibration tokens "
+                         "or fewer bits")
+    x = points.float()
+    g = torch.Generator().manual_seed(seed)
+    start = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(groups)])  # [G, k]
+    centroids = torch.gather(x, 1, start[..., None].expand(groups, k, c)).clone()
+    for _ in range(iterations):
+        assign = nearest(x, centroids)  # [G, N]
+        sums = torch.zeros_like(centroids).scatter_add_(1, assign[..., None].expand(groups, n, c), x)
+        counts = torch.zeros(groups, k).scatter_add_(1, assign, torch.ones(groups, n))
+        filled = counts > 0
+        centroids = torch.where(filled[..., None], sums / counts.clamp_min(1)[..., None], centroids)
+    return centroids
+
+
+def nearest(x: Any, centroids: Any, chunk_elements: int = 1 << 24) -> Any:
+    """Index of the nearest centroid (squared Euclidean): x [G, N, c], centroids [G, k, c] -> [G, N]."""
+    import torch
+
+    groups, n, _ = x.shape
+    norms = (centroids * centroids).sum(-1)[:, None, :]
+    step = max(1, chunk_elements // (groups * centroids.shape[1]))  # bounds the [G, step, k] score block
+    out = []
+    for s in range(0, n, step):
+        # ||x - m||^2 = ||x||^2 - 2 x.m + ||m||^2; the first term is the same for every centroid.
+        scores = torch.baddbmm(norms, x[:, s : s + step], centroids.transpose(1, 2), alpha=-2.0)
+        out.append(scores.argmin(dim=-1))
+    return torch.cat(out, dim=1)
+
+
+def learn_codebook(samples: Any, channels: int, bits: int, iterations: int = 20, seed: int = 0,
+                   max_vectors: int = 8192) -> Codebook:
+    """Centroids of one layer's keys or values from the cache tensors held on calibration text
+    (samples [b, h, n, d]: each token of each sample a training vector, at most `max_vectors`
+    of them drawn with `seed`, which bounds the k-means time on long calibration sets)."""
+    import torch
+
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bits={bits!r}: coupled codes are packed at {', '.join(map(str, SUPPORTED_BITS))} bits")
+    grouped = _groups(samples.float(), channels)  # [b, n, G, c]
+    points = grouped.reshape(-1, grouped.shape[2], channels)  # [N, G, c]
+    if points.shape[0] > max_vectors:
+        points = points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(seed))[:max_vectors]]
+    return Codebook(kmeans(points.transpose(0, 1).contiguous(), 1 << bits, iterations, seed), channels, bits)
+
+
+def encode(x: Any, book: Codebook) -> Any:
+    """Cache tensor [b, h, n, d] -> codes [b, n, G] (uint8), packed along G at `bits` per code."""
+    import torch
+
+    grouped = _groups(x.float(), book.channels)
+    b, n, groups, c = grouped.shape
+    codes = nearest(grouped.reshape(b * n, groups, c).transpose(0, 1).contiguous(), book.centroids)  # [G, b*n]
+    codes = codes.transpose(0, 1).reshape(b, n, groups).to(torch.uint8)
+    return pack(codes, book.bits)
+
+
+def decode(packed: Any, book: Codebook, heads: int, dtype: Any) -> Any:
+    """Packed codes [b, n, G * bits / 8] -> the centroids they name, as a cache tensor [b, h, n, d]."""
+    import torch
+
+    codes = unpack(packed, book.bits).long()  # [b, n, G]
+    b, n, groups = codes.shape
+    index = torch.arange(groups)[None, None, :].expand(b, n, groups)
+    return _ungroup(book.centroids[index, codes], heads).to(dtype)
+
+
+def encode_reference(x: Any, centroids: Any, channels: int) -> Any:
+    """The definition in float64, one vector at a time: x [b, h, n, d] (numpy), centroids
+    [G, k, c] -> codes [b, n, G] of the nearest centroid of each coupled group."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(centroids, dtype=np.float64)
+    b, h, n, d = x.shape
+    flat = x.transpose(0, 2, 1, 3).reshape(b, n, h * d)
+    out = np.empty((b, n, (h * d) // channels), dtype=np.int64)
+    for i in range(b):
+        for t in range(n):
+            for g in range(out.shape[2]):
+                v = flat[i, t, g * channels : (g + 1) * channels]
+                out[i, t, g] = int(np.argmin(((m[g] - v) ** 2).sum(axis=1)))
+    return out
+
+
+def make_layer_class() -> type:
+    """A transformers cache layer (a DynamicLayer, so masks and lengths work as for the default
+    cache) holding every token as coupled codes, except the `residual` most recent in full precision."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class CoupledLayer(DynamicLayer):
+        def __init__(self, keys: Codebook, values: Codebook, residual: int) -> None:
+            super().__init__()
+            self.key_book, self.value_book, self.residual = keys, values, residual
+            self.key_codes: list[Any] = []
+            self.value_codes: list[Any] = []
+            self.quantized_tokens = 0
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            # self.keys / self.values hold the full-precision residual (DynamicLayer's storage).
+            self.keys = torch.cat([self.keys, key_states], dim=-2)
+            self.values = torch.cat([self.values, value_states], dim=-2)
+            spill = self.keys.shape[-2] - self.residual
+            if spill > 0:
+                self.key_codes.append(encode(self.keys[..., :spill, :], self.key_book))
+                self.value_codes.append(encode(self.values[..., :spill, :], self.value_book))
+                # Clones: a slice would keep the whole old tensor alive.
+                self.keys, self.values = self.keys[..., spill:, :].clone(), self.values[..., spill:, :].clone()
+                self.quantized_tokens += spill
+            heads, dtype = key_states.shape[1], key_states.dtype
+            keys = [decode(c, self.key_book, heads, dtype) for c in self.key_codes] + [self.keys]
+            values = [decode(c, self.value_book, heads, dtype) for c in self.value_codes] + [self.values]
+            return torch.cat(keys, dim=-2), torch.cat(values, dim=-2)
+
+        def get_seq_length(self, *args: Any) -> int:
+            if not self.is_initialized:
+                return 0
+            return self.quantized_tokens + int(self.keys.shape[-2])
+
+        def stored_bytes(self) -> int:
+            if not self.is_initialized:
+                return 0
+            codes = sum(int(c.numel()) for c in self.key_codes + self.value_codes)  # uint8
+            return codes + self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+
+    return CoupledLayer
+
+
+def learn_codebooks(model: Any, input_ids: Any, channels: int, bits: int, seed: int = 0) -> list[tuple[Codebook, Codebook]]:
+    """(keys, values) codebooks of every layer from what the model's own cache holds after
+    prefilling each calibration sample."""
+    import torch
+    from transformers import DynamicCache
+
+    per_layer: list[tuple[list[Any], list[Any]]] = []
+    with torch.inference_mode():
+        for i in range(input_ids.shape[0]):
+            cache = DynamicCache(config=model.config)
+            model(input_ids=input_ids[i : i + 1].to(model.device), past_key_values=cache, use_cache=True)
+            for layer_idx, layer in enumerate(cache.layers):
+                if layer_idx == len(per_layer):
+                    per_layer.append(([], []))
+                per_layer[layer_idx][0].append(layer.keys.float().cpu())
+                per_layer[layer_idx][1].append(layer.values.float().cpu())
+    books = []
+    for layer_idx, (keys, values) in enumerate(per_layer):
+        books.append((learn_codebook(torch.cat(keys, dim=2), channels, bits, seed=seed + 2 * layer_idx),
+                      learn_codebook(torch.cat(values, dim=2), channels, bits, seed=seed + 2 * layer_idx + 1)))
+    return books
+
+
+def coupled_cache(books: list[tuple[Codebook, Codebook]], residual: int) -> Any:
+    from transformers.cache_utils import Cache
+
+    layer = make_layer_class()
+    return Cache(layers=[layer(k, v, residual) for k, v in books])

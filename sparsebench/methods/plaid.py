@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..datasets.types import Document
+from ..extlock import extension_guard
 from ..registry import CostModel, MethodInfo, register
 from .base import Hit, IndexReport, RetrievalMethod, Retriever, RunContext
 from .multivector import MultiVectorMethod, MultiVectorRetriever
@@ -105,6 +106,7 @@ class _PlaidRetriever(Retriever):
         self._index = None
         self.doc_ids: list[str] = []
         self._vectors_per_doc = 0.0
+        self._ext_dir = ctx.cache.root / "torch_extensions"
 
     def index(self, corpus: Sequence[Document]) -> IndexReport:
         report = self._base.index(corpus)
@@ -113,11 +115,13 @@ class _PlaidRetriever(Retriever):
         self._vectors_per_doc = len(tokens) / max(1, len(offsets) - 1)
         # The C++ kernels are compiled once per cache, not once per run.
         os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(self._ctx.cache.root / "torch_extensions"))
+        self._ext_dir = Path(os.environ["TORCH_EXTENSIONS_DIR"])
         from pylate import indexes
 
         self._folder = Path(tempfile.mkdtemp(prefix="sparsebench-plaid-"))
         t0 = time.perf_counter()
-        with _quiet():
+        # the build and the searches load (and the first time compile) the C++ kernels
+        with _quiet(), extension_guard(self._ext_dir):
             self._build(indexes, tokens, offsets)
         # k-means, residual coding and the inverted lists: the engine's own build, on top of the
         # (perhaps cached) encodings, as a compressor's fit
@@ -146,10 +150,11 @@ class _PlaidRetriever(Retriever):
         if self._index is None:
             raise RuntimeError("plaid: searched before index()")
         out = []
-        for q in self._base.query_tokens(queries):  # queries differ in length: one at a time
-            with _quiet():
-                res = self._index(queries_embeddings=[torch.from_numpy(q)], k=k)[0]
-            out.append([(self.doc_ids[int(r["id"])], float(r["score"])) for r in res])
+        with extension_guard(self._ext_dir):
+            for q in self._base.query_tokens(queries):  # queries differ in length: one at a time
+                with _quiet():
+                    res = self._index(queries_embeddings=[torch.from_numpy(q)], k=k)[0]
+                out.append([(self.doc_ids[int(r["id"])], float(r["score"])) for r in res])
         return out
 
     def exact_search(self, queries: Sequence[str], k: int) -> list[list[Hit]] | None:

@@ -141,6 +141,11 @@ def test_a_press_refuses_an_architecture_kvpress_does_not_support(tmp_path: Path
     ("snapkv(kivi(dense),ratio=0.5)", "one KV-cache method per model"),
     ("snapkv(dense,ratio=1)", "ratio=1"),
     ("kivi(dense,bits=3)", "bits=3"),
+    ("kivi(dense,group=0)", "group must be at least 1"),
+    ("quanto(dense,bits=8)", "kivi covers 8"),
+    ("quanto(dense,residual=-1)", "residual at least 0"),
+    ("cq(dense,bits=1)", "coupled codes are 2, 4, 8 bits"),
+    ("cq(dense,channels=0)", "channels must be at least 1"),
     ("h2o(window(density=0.5))", "eager attention"),
 ])
 def test_bad_kv_methods_are_refused_before_anything_runs(method: str, message: str, tiny_lm: Path, results_dir: Path,

@@ -148,47 +148,29 @@ def encode_reference(x: Any, centroids: Any, channels: int) -> Any:
 
 
 def make_layer_class() -> type:
-    """A transformers cache layer (a DynamicLayer, so masks and lengths work as for the default
-    cache) holding every token as coupled codes, except the `residual` most recent in full precision."""
-    import torch
-    from transformers.cache_utils import DynamicLayer
+    """A quantized cache layer (sparsebench.kv.layer) holding every token as coupled codes, except
+    the `residual` most recent in full precision."""
+    from .layer import quantized_layer_base
 
-    class CoupledLayer(DynamicLayer):
+    class CoupledLayer(quantized_layer_base()):  # type: ignore[misc]
         def __init__(self, keys: Codebook, values: Codebook, residual: int) -> None:
-            super().__init__()
-            self.key_book, self.value_book, self.residual = keys, values, residual
-            self.key_codes: list[Any] = []
-            self.value_codes: list[Any] = []
-            self.quantized_tokens = 0
+            super().__init__(residual)
+            self.key_book, self.value_book = keys, values
 
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            # self.keys / self.values hold the full-precision residual (DynamicLayer's storage).
-            self.keys = torch.cat([self.keys, key_states], dim=-2)
-            self.values = torch.cat([self.values, value_states], dim=-2)
-            spill = self.keys.shape[-2] - self.residual
-            if spill > 0:
-                self.key_codes.append(encode(self.keys[..., :spill, :], self.key_book))
-                self.value_codes.append(encode(self.values[..., :spill, :], self.value_book))
-                # Clones: a slice would keep the whole old tensor alive.
-                self.keys, self.values = self.keys[..., spill:, :].clone(), self.values[..., spill:, :].clone()
-                self.quantized_tokens += spill
-            heads, dtype = key_states.shape[1], key_states.dtype
-            keys = [decode(c, self.key_book, heads, dtype) for c in self.key_codes] + [self.keys]
-            values = [decode(c, self.value_book, heads, dtype) for c in self.value_codes] + [self.values]
-            return torch.cat(keys, dim=-2), torch.cat(values, dim=-2)
+        def spill(self, held: int) -> int:
+            return max(0, held - self.residual)
 
-        def get_seq_length(self, *args: Any) -> int:
-            if not self.is_initialized:
-                return 0
-            return self.quantized_tokens + int(self.keys.shape[-2])
+        def encode(self, keys: Any, values: Any) -> tuple[list[Any], list[Any]]:
+            return [encode(keys, self.key_book)], [encode(values, self.value_book)]
 
-        def stored_bytes(self) -> int:
-            if not self.is_initialized:
-                return 0
-            codes = sum(int(c.numel()) for c in self.key_codes + self.value_codes)  # uint8
-            return codes + self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+        def decode_keys(self, code: Any, heads: int, dtype: Any) -> Any:
+            return decode(code, self.key_book, heads, dtype)
+
+        def decode_values(self, code: Any, heads: int, dtype: Any) -> Any:
+            return decode(code, self.value_book, heads, dtype)
+
+        def code_bytes(self, code: Any) -> int:
+            return int(code.numel())  # packed uint8
 
     return CoupledLayer
 

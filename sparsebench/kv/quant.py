@@ -116,52 +116,38 @@ def quantize_reference(x: Any, bits: int, axis: int) -> Any:
 
 
 def make_layer_class() -> type:
-    """A transformers cache layer (subclass of DynamicLayer, so masks and lengths work as for the
-    default cache) holding quantized key and value groups plus a full-precision residual."""
-    import torch
-    from transformers.cache_utils import DynamicLayer
+    """A quantized cache layer (sparsebench.kv.layer) whose codes are KIVI groups: `group` tokens
+    at a time, keys per channel and values per token, past the `residual` most recent tokens."""
+    from .layer import quantized_layer_base
 
-    class KIVILayer(DynamicLayer):
+    class KIVILayer(quantized_layer_base()):  # type: ignore[misc]
         def __init__(self, bits: int, group: int, residual: int) -> None:
-            super().__init__()
+            super().__init__(residual)
             _check_bits(bits)
-            self.bits, self.group, self.residual = bits, group, residual
-            self.qkeys: list[dict[str, Any]] = []
-            self.qvalues: list[dict[str, Any]] = []
-            self.quantized_tokens = 0
+            self.bits, self.group = bits, group
 
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                if key_states.shape[-1] % self.group or key_states.shape[-1] % (8 // self.bits):
-                    raise ValueError(f"head dimension {key_states.shape[-1]} is not a multiple of the value group "
-                                     f"{self.group}")
-            # self.keys / self.values are the full-precision residual (DynamicLayer's storage).
-            self.keys = torch.cat([self.keys, key_states], dim=-2)
-            self.values = torch.cat([self.values, value_states], dim=-2)
-            while self.keys.shape[-2] >= self.residual + self.group:
-                k, self.keys = self.keys[..., : self.group, :], self.keys[..., self.group :, :]
-                v, self.values = self.values[..., : self.group, :], self.values[..., self.group :, :]
-                self.qkeys.append(quantize_keys(k, self.bits))
-                self.qvalues.append(quantize_values(v, self.bits, self.group))
-                self.quantized_tokens += self.group
-            # Clones: the residual slices above would otherwise keep the whole old tensor alive.
-            self.keys, self.values = self.keys.clone(), self.values.clone()
-            dtype = key_states.dtype
-            keys = [dequantize_keys(q, self.bits, dtype) for q in self.qkeys] + [self.keys]
-            values = [dequantize_values(q, self.bits, self.group, dtype) for q in self.qvalues] + [self.values]
-            return torch.cat(keys, dim=-2), torch.cat(values, dim=-2)
+        def check(self, key_states: Any) -> None:
+            if key_states.shape[-1] % self.group or key_states.shape[-1] % (8 // self.bits):
+                raise ValueError(f"head dimension {key_states.shape[-1]} is not a multiple of the value group "
+                                 f"{self.group}")
 
-        def get_seq_length(self, *args: Any) -> int:
-            if not self.is_initialized:
-                return 0
-            return self.quantized_tokens + int(self.keys.shape[-2])
+        def spill(self, held: int) -> int:
+            # whole key groups only, once `residual` tokens stay behind
+            return max(0, (held - self.residual) // self.group) * self.group
 
-        def stored_bytes(self) -> int:
-            if not self.is_initialized:
-                return 0
-            held = sum(nbytes(q) for q in self.qkeys) + sum(nbytes(q) for q in self.qvalues)
-            return held + self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+        def encode(self, keys: Any, values: Any) -> tuple[list[Any], list[Any]]:
+            g, n = self.group, int(keys.shape[-2])
+            return ([quantize_keys(keys[..., i : i + g, :], self.bits) for i in range(0, n, g)],
+                    [quantize_values(values[..., i : i + g, :], self.bits, g) for i in range(0, n, g)])
+
+        def decode_keys(self, code: Any, heads: int, dtype: Any) -> Any:
+            return dequantize_keys(code, self.bits, dtype)
+
+        def decode_values(self, code: Any, heads: int, dtype: Any) -> Any:
+            return dequantize_values(code, self.bits, self.group, dtype)
+
+        def code_bytes(self, code: Any) -> int:
+            return nbytes(code)
 
     return KIVILayer
 

@@ -45,6 +45,17 @@ _COST = CostModel(
 )
 
 
+def _check_quantizer(bits: int, allowed: tuple[int, ...], what: str, size_name: str, size: int, residual: int,
+                     also: str = "") -> None:
+    """The parameters every KV quantizer shares: its bit widths (16 = unquantized, the identity
+    point), a group size of at least 1 and a full-precision residual of at least 0 tokens."""
+    if isinstance(bits, bool) or bits not in (*allowed, 16):
+        raise ValueError(f"bits={bits!r}: {what} {', '.join(map(str, allowed))} bits (16 = unquantized){also}")
+    if size < 1 or residual < 0:
+        raise ValueError(f"{size_name}={size}, residual={residual}: {size_name} must be at least 1 and residual at "
+                         "least 0 (tokens kept in full precision)")
+
+
 @dataclass(frozen=True)
 class _KVMethod(LMMethod):
     base: LMMethod
@@ -244,10 +255,7 @@ class KIVI(_KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.bits not in (2, 4, 8, 16):
-            raise ValueError(f"bits={self.bits!r}: KIVI quantizes the cache to 2, 4 or 8 bits (16 = unquantized)")
-        if self.group < 1 or self.residual < 0:
-            raise ValueError(f"group={self.group}, residual={self.residual}: a positive group and a residual >= 0")
+        _check_quantizer(self.bits, (2, 4, 8), "KIVI quantizes the cache to", "group", self.group, self.residual)
 
     def check_model(self, config: Any) -> None:
         super().check_model(config)
@@ -290,11 +298,8 @@ class Quanto(_KVMethod):
         # Unlike kivi this may wrap a press: kvpress re-quantizes a QuantizedCache after evicting.
         if isinstance(self.base, (KIVI, Quanto)):
             raise ValueError(f"{self.base} already quantizes the KV cache; one KV quantization per model")
-        if self.bits not in (2, 4, 16):
-            raise ValueError(f"bits={self.bits!r}: the quanto backend quantizes to 2 or 4 bits (16 = unquantized); "
-                             "kivi covers 8")
-        if self.group < 1 or self.residual < 0:
-            raise ValueError(f"group={self.group}, residual={self.residual}: a positive group and a residual >= 0")
+        _check_quantizer(self.bits, (2, 4), "the quanto backend quantizes to", "group", self.group, self.residual,
+                         also="; kivi covers 8")
 
     def apply(self, lm: Any, calibration: Calibration | None, ctx: Any) -> ApplyReport:
         report = self.base.apply(lm, calibration, ctx)
@@ -336,11 +341,7 @@ class CoupledQuantization(_KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.bits not in (2, 4, 8, 16):
-            raise ValueError(f"bits={self.bits!r}: coupled codes are 2, 4 or 8 bits (16 = unquantized)")
-        if self.channels < 1 or self.residual < 0:
-            raise ValueError(f"channels={self.channels}, residual={self.residual}: at least one channel per code and a "
-                             "residual >= 0")
+        _check_quantizer(self.bits, (2, 4, 8), "coupled codes are", "channels", self.channels, self.residual)
 
     def own_calibration(self) -> bool:
         return self.bits != 16

@@ -1,7 +1,7 @@
 # The two entry points of the README. Each does its own set-up (scripts/setup.sh is idempotent).
 # The tests also need the worker environments .venvs/prune (llm-compressor and the transformers
 # it pins: wanda's and sparsegpt's workers), .venvs/late (PyLate: colbert's and plaid's) and
-# .venvs/kv (kvpress: the KV-cache presses).
+# .venvs/kv (kvpress: the KV-cache presses) and .venvs/sae (dictionary_learning: the SAE trainers).
 .PHONY: setup setup-envs bench test test-all
 
 setup:
@@ -11,6 +11,7 @@ setup-envs: setup
 	@scripts/setup.sh --env prune
 	@scripts/setup.sh --env late
 	@scripts/setup.sh --env kv
+	@scripts/setup.sh --env sae
 
 bench: setup
 	.venv/bin/bench run --suite retrieval

@@ -6,12 +6,13 @@
 #   scripts/setup.sh --env prune      .venvs/prune: the worker environment of llm-compressor
 #   scripts/setup.sh --env late       .venvs/late: the worker environment of PyLate (ColBERT checkpoints)
 #   scripts/setup.sh --env kv         .venvs/kv: the worker environment of kvpress (KV-cache presses)
+#   scripts/setup.sh --env sae        .venvs/sae: the worker environment of dictionary_learning (SAE trainers)
 #   scripts/setup.sh --system-torch   .venvs/system: on the torch the system Python already has (a
 #                                     CUDA build on the GPU machines), offline from a wheel folder
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage="usage: scripts/setup.sh [--env prune | --env late | --env kv | --system-torch]"
+usage="usage: scripts/setup.sh [--env prune | --env late | --env kv | --env sae | --system-torch]"
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 EXTRAS="test,mteb,lm,dask"
@@ -21,10 +22,10 @@ case "${1:-}" in
   # `--env NAME`: a worker environment (sparsebench/envs.py) in .venvs/NAME with the project and
   # its [NAME] extra, for methods whose library pins versions the main environment cannot share.
   --env)
-    [ -n "${2:-}" ] || { echo "setup: --env needs a name (prune, late, kv)" >&2; exit 2; }
+    [ -n "${2:-}" ] || { echo "setup: --env needs a name (prune, late, kv, sae)" >&2; exit 2; }
     case "$2" in
-      prune|late|kv) ;;
-      *) echo "setup: unknown worker environment '$2' (known: prune, late, kv)" >&2; exit 2 ;;
+      prune|late|kv|sae) ;;
+      *) echo "setup: unknown worker environment '$2' (known: prune, late, kv, sae)" >&2; exit 2 ;;
     esac
     [ $# -eq 2 ] || { echo "setup: unexpected argument '$3' after --env $2; $usage" >&2; exit 2; }
     MODE=env
@@ -281,5 +282,12 @@ echo "setup: installing sparsebench and its dependencies into $VENV (extras: $EX
 LATE_NO_DEPS="pylate==1.6.0 fastkmeans==0.5.0"
 if [ "$VENV" = .venvs/late ]; then
   "${PIP[@]}" --no-deps $LATE_NO_DEPS
+fi
+# dictionary_learning's trainers are plain torch, but its package imports nnsight (for activation
+# buffers we do not use), and both require wandb, umap, plotly, torchvision and diffusers: the two
+# go in without their requirements, and the [sae] extra lists what their imports need.
+SAE_NO_DEPS="dictionary-learning==0.1.0 nnsight==0.3.7"
+if [ "$VENV" = .venvs/sae ]; then
+  "${PIP[@]}" --no-deps $SAE_NO_DEPS
 fi
 touch "$stamp"

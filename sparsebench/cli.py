@@ -23,6 +23,7 @@ examples:
   bench run --suite lm --method "wanda(sparsity=0.5),sparsegpt(m=4)" --set context_length=256
   bench run --suite long-context                      passkey / multi-key recall: dense and sparse attention
   bench run --suite long-context --smoke              its marked smoke subset (one 512-token length)
+  bench run --suite sae                               SAEs on SmolLM2's residual stream at three L0 levels each
   bench list                                          methods, suites and datasets
   bench profile                                       which declared hardware profile this machine is
   bench report                                        static HTML leaderboard from results/ into reports/

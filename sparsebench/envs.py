@@ -40,6 +40,9 @@ ENVS: dict[str, WorkerEnv] = {
     "kv": WorkerEnv("kv", "kv", "kvpress",
                     "kvpress 0.5.5 pins transformers <5.3 (its hooks read the attention layers' past_key_values keyword); "
                     "the project resolves a newer one"),
+    "sae": WorkerEnv("sae", "sae", "dictionary_learning",
+                     "dictionary_learning imports nnsight, and both require wandb, umap, plotly, torchvision and "
+                     "diffusers, which its trainers never use: they go in without requirements there"),
 }
 
 
@@ -117,7 +120,8 @@ def describe_worker() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0], "executable": sys.executable}
-    for pkg in ("torch", "transformers", "llmcompressor", "sentence-transformers", "pylate", "kvpress", "optimum-quanto"):
+    for pkg in ("torch", "transformers", "llmcompressor", "sentence-transformers", "pylate", "kvpress", "optimum-quanto",
+                "dictionary-learning"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

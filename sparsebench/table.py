@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from .suites.axes import Column
 
 # Costs that are bytes are shown in MiB.
-MIB_AXES = ("index_bytes", "model_bytes")
+MIB_AXES = ("index_bytes", "model_bytes", "sae_bytes")
 
 
 def _fmt(value: Any, pattern: str, scale: float = 1.0) -> str:

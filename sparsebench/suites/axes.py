@@ -55,10 +55,19 @@ TASK_COST_AXES: dict[str, dict[str, Axis]] = {
         "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory (model included)"),
         "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process"),
     },
+    "sae": {
+        "model_load_s": Axis("s", "lower", "loading the model and tokenizer"),
+        "train_s": Axis("s", "lower", "training the SAE on the cached activations (extraction is cached, not counted)"),
+        "sae_parameters": Axis("parameters", "lower", "parameters the trained SAE holds for inference"),
+        "sae_bytes": Axis("B", "lower", "bytes of those parameters as held (float32)"),
+        "encode_us_per_token": Axis("us", "lower", "encoding a batch of 1024 tokens, per token, median"),
+        "peak_rss_mb": Axis("MiB", "lower", "the method's own peak resident memory (model included)"),
+        "process_peak_rss_mb": Axis("MiB", "lower", "peak resident memory of the whole worker process"),
+    },
 }
 
 # The row every other is set against where a group has it (`bench report --baseline` overrides).
-TASK_BASELINE: dict[str, str] = {"retrieval": "bm25", "lm": "dense", "long-context": "dense"}
+TASK_BASELINE: dict[str, str] = {"retrieval": "bm25", "lm": "dense", "long-context": "dense", "sae": "identity_sae"}
 
 # The few costs `bench run` prints in its closing table: (axis, header, format).
 Column = tuple[str, str, str]
@@ -85,6 +94,12 @@ SUMMARY_COLUMNS: dict[str, tuple[Column, ...]] = {
         ("decode_ms_per_token", "decode ms/tok", "{:.1f}"),
         ("attention_density", "density", "{:.3f}"),
         ("calibration_s", "apply s", "{:.1f}"),
+        ("peak_rss_mb", "RSS MiB", "{:.0f}"),
+    ),
+    "sae": (
+        ("train_s", "train s", "{:.1f}"),
+        ("sae_bytes", "SAE MiB", "{:.1f}"),
+        ("encode_us_per_token", "encode us/tok", "{:.2f}"),
         ("peak_rss_mb", "RSS MiB", "{:.0f}"),
     ),
 }

@@ -92,7 +92,7 @@ class Task(abc.ABC):
 
 
 def task_names() -> tuple[str, ...]:
-    return ("retrieval", "lm", "long-context")
+    return ("retrieval", "lm", "long-context", "sae")
 
 
 def get_task(name: str, file: str = "") -> Task:
@@ -108,4 +108,8 @@ def get_task(name: str, file: str = "") -> Task:
         from .long_context import LongContextTask
 
         return LongContextTask()
+    if name == "sae":
+        from .sae import SAETask
+
+        return SAETask()
     raise ConfigError(f"{file}: task: unknown task {name!r} (known: {', '.join(task_names())})")

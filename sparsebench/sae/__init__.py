@@ -1,0 +1,1 @@
+"""Sparse autoencoders on a language model's residual stream: activations, training, metrics."""

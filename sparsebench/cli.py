@@ -26,7 +26,7 @@ examples:
   bench run --suite sae                               SAEs on SmolLM2's residual stream at three L0 levels each
   bench list                                          methods, suites and datasets
   bench profile                                       which declared hardware profile this machine is
-  bench report                                        static HTML leaderboard from results/ into reports/
+  bench report                                        static leaderboard site from results/ into reports/
   bench compare "bm25(k1=0.9)" --baselines bm25,minilm --fail-if-worse
   bench compare "wanda(sparsity=0.5)" --baselines "magnitude(sparsity=0.5)" --suite lm
   bench validate results/retrieval.jsonl              check records a pull request brings (runs nothing)

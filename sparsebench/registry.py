@@ -120,6 +120,29 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def catalogue() -> dict[str, dict[str, Any]]:
+    """Every registered method's card as plain data (JSON types only), for the report's method
+    pages: the reporter renders it without importing any method code itself."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names():
+        cls, info = _REGISTRY[name]
+        hints = typing.get_type_hints(cls)
+        taking = {f.name for f in method_fields(cls)}
+        params = []
+        for f in param_fields(cls):
+            typ = hints.get(f.name)
+            default = "" if f.name in taking or f.default is dataclasses.MISSING else format_scalar(f.default) if isinstance(
+                f.default, (int, float, str, bool)) or f.default is None else repr(f.default)
+            params.append({"name": f.name, "type": _type_names(typ), "default": default, "method": f.name in taking})
+        out[name] = {
+            "name": name, "family": info.family, "version": info.version, "summary": info.summary,
+            "paper": info.paper, "licence": info.licence, "requires": list(info.requires), "tasks": list(info.tasks),
+            "example": info.example_id, "parameters": params,
+            "cost_model": {"proxies": [{"name": n, "unit": u} for n, u in info.cost_model.proxies], "notes": info.cost_model.notes},
+        }
+    return out
+
+
 def _suggestions(name: str, known: list[str]) -> list[str]:
     """Up to three near names, but only those about as close as the closest: a typo of one name
     should suggest that name, not every id that happens to share a few letters with it."""

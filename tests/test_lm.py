@@ -114,12 +114,12 @@ def test_report_and_compare_rank_perplexity_lower_as_better(tiny_lm: Path, resul
     ppl = {m: r["metrics"]["perplexity"]["value"] for m, r in recs.items()}
     out = tmp_path / "site"
     assert main(["report", "--results", str(results_dir), "--out", str(out)]) == 0
-    html = (out / "index.html").read_text()
-    dom = parse(html)
+    [page] = (out / "suites").glob("lm-*.html")
+    dom = parse(page.read_text())
     [section] = [s for (suite, _), s in sections(dom).items() if suite.startswith("lm@")]
-    assert str(tiny_lm) in section.find_all("h2")[0].text()  # grouped by model
+    assert str(tiny_lm) in section.find_all("h1")[0].text()  # grouped by model
     board = section.find_all("table", "leaderboard")[0]
-    order = [td.text() for td in board.find_all("td", "method")]
+    order = [td.find_all("a")[0].text() for td in board.find_all("td", "method")]
     assert order == sorted(ppl, key=ppl.get)  # best (lowest) perplexity first
     assert "Relative to baseline dense" in section.text()
     axes = {f.attrs["data-axis"] for f in section.find_all("figure", "frontier")}

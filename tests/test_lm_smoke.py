@@ -56,5 +56,6 @@ def test_smoke_subset_on_smollm2(results_dir: Path, tmp_path: Path, capsys) -> N
 
     out = tmp_path / "site"
     assert main(["report", "--results", str(results_dir), "--out", str(out)]) == 0
-    html = (out / "index.html").read_text()
-    assert "austen+wiki / smollm2-135m" in html and "Relative to baseline dense" in html
+    assert "austen+wiki / smollm2-135m" in (out / "index.html").read_text()
+    [page] = (out / "suites").glob("lm-*.html")
+    assert "Relative to baseline dense" in page.read_text()

@@ -1,4 +1,4 @@
-"""`bench report`: the HTML leaderboard, rendered from real records and parsed back.
+"""`bench report`: the HTML leaderboard site, rendered from real records and parsed back.
 
 The fixture writes records through `records.append` / `write_sidecar` (the runner's own code
 path); the checks recompute frontiers, intervals, ratios and budgets from the fixture numbers
@@ -23,8 +23,9 @@ from sparsebench.errors import BenchError, ResultsError
 from sparsebench.report import (
     ReportOptions,
     build_report,
+    build_site,
     command,
-    render_html,
+    render_site,
     write_report,
 )
 
@@ -217,9 +218,34 @@ def parse(html: str) -> Node:
     return b.root
 
 
+def render_pages(results: Path, **options) -> dict[str, str]:
+    return render_site(build_site(build_report(results, ReportOptions(**options))))
+
+
 def render(results: Path, **options) -> tuple[str, Node]:
-    html = render_html(build_report(results, ReportOptions(**options)))
-    return html, parse(html)
+    """Every page of the site: their concatenated HTML, and one tree holding each page's tree."""
+    pages = render_pages(results, **options)
+    root = Node("#site", {})
+    for rel, html in sorted(pages.items()):
+        page = parse(html)
+        page.tag, page.attrs = "#page", {"path": rel}
+        page.parent = root
+        root.children.append(page)
+    return "".join(pages[k] for k in sorted(pages)), root
+
+
+def resolve(page: str, href: str) -> tuple[str, str]:
+    """(page path, fragment) a link on `page` points at, relative to the site root."""
+    target, _, frag = href.partition("#")
+    if not target:
+        return page, frag
+    parts = page.split("/")[:-1]
+    for part in target.split("/"):
+        if part == "..":
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts), frag
 
 
 def sections(dom: Node) -> dict[tuple[str, str], Node]:
@@ -319,14 +345,20 @@ def test_main_metric_interval_equals_direct_bootstrap(fixture: Fixture) -> None:
 
 
 def test_untrusted_text_is_escaped_everywhere(fixture: Fixture) -> None:
+    pages = render_pages(fixture.results)
     html, dom = render(fixture.results)
     assert "<script>alert(1)" not in html
     assert "<img src=x" not in html
-    assert html.count("<script") == 1  # the page's own sorter, nothing else
-    assert "&lt;script&gt;alert(1)" in html  # the method id is shown, escaped
+    for rel, page in pages.items():
+        assert page.count("<script") == 1, rel  # the page's own script, nothing else
+    # the malicious id appears, escaped, on its group's page, the index's best-of lines are safe,
+    # and its method card (a page named by a digest, never by the id) shows it as text
+    assert sum("&lt;script&gt;alert(1)" in page for page in pages.values()) >= 2
+    assert all(name.startswith(("suites/", "methods/")) or "/" not in name for name in pages)
+    assert all(all(ch.isalnum() or ch in "-_./" for ch in name) for name in pages)
     # the parsed page holds the malicious strings as text, in the leaderboard and in the failures
     section = sections(dom)[("retrieval@1", "cpu-2core")]
-    assert EVIL_METHOD in [td.text() for td in section.find_all("td", "method")]
+    assert EVIL_METHOD in [td.find_all("a")[0].text() for td in section.find_all("td", "method")]
     errors = [code.text() for code in section.find_all("table", "failures")[0].find_all("code")]
     assert EVIL_ERROR in errors
     details = [pre.text() for pre in section.find_all("pre", "error")]
@@ -334,20 +366,28 @@ def test_untrusted_text_is_escaped_everywhere(fixture: Fixture) -> None:
 
 
 def test_every_number_links_to_an_existing_record_anchor(fixture: Fixture) -> None:
-    _, dom = render(fixture.results)
-    ids = {n.attrs["id"] for n in dom.find_all() if "id" in n.attrs}
-    record_ids = {i for i in ids if i.startswith("rec-")}
-    assert len(record_ids) == len(fixture.shown) + 2  # the shown records and the two failures
-    for rid in record_ids:
+    _, site = render(fixture.results)
+    pages = {p.attrs["path"]: p for p in site.children}
+    ids = {rel: {n.attrs["id"] for n in page.find_all() if "id" in n.attrs} for rel, page in pages.items()}
+    record_ids = {(rel, i) for rel, found in ids.items() for i in found if i.startswith("rec-")}
+    assert len(record_ids) == len(fixture.shown) + 2  # the shown records and the two failures, each once in the site
+    assert all(rel.startswith("suites/") for rel, _ in record_ids)  # records live on their group's page
+    for _, rid in record_ids:
         assert all(ch in "0123456789abcdef-" for ch in rid[4:]), rid
-    num_cells = dom.find_all("td", "num")
-    assert len(num_cells) > 200
-    for td in num_cells:
-        links = td.find_all("a")
-        assert links and links[0].attrs["href"].startswith("#"), td.text()
-        assert links[0].attrs["href"][1:] in record_ids
-    for a in dom.find_all("a"):
-        assert a.attrs["href"][1:] in ids, a.attrs["href"]
+    checked = {"suites": 0, "methods": 0, "index.html": 0, "profiles.html": 0}
+    for rel, page in pages.items():
+        for td in page.find_all("td", "num"):
+            links = td.find_all("a")
+            assert links, (rel, td.text())
+            assert resolve(rel, links[0].attrs["href"]) in record_ids, (rel, links[0].attrs["href"])
+            checked[rel.split("/")[0]] += 1
+        for a in page.find_all("a"):
+            target, frag = resolve(rel, a.attrs["href"])
+            assert target in pages, (rel, a.attrs["href"])
+            assert not frag or frag in ids[target], (rel, a.attrs["href"])
+    # numbers on every kind of page: leaderboards, method cards, the index and the cross-profile ratios
+    assert checked["suites"] > 200 and checked["methods"] >= len(fixture.shown)
+    assert checked["index.html"] == 3 and checked["profiles.html"] > 10
 
 
 def test_null_cost_shows_dash_with_note(fixture: Fixture) -> None:
@@ -396,17 +436,21 @@ def test_default_baseline_is_bm25(fixture: Fixture) -> None:
 
 
 def test_output_is_deterministic_and_cli_writes_index(fixture: Fixture, tmp_path: Path) -> None:
-    a, _ = render(fixture.results)
-    b, _ = render(fixture.results)
-    assert a == b
+    assert render_pages(fixture.results) == render_pages(fixture.results)
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "site"
     args = parser.parse_args(["report", "--results", str(fixture.results), "--out", str(out), "--budget", "latency_p50_ms=5", "--generated-at", "CI run 7"])
     before = sorted((p, p.stat().st_mtime_ns) for p in fixture.results.rglob("*"))
+    (out / "suites").mkdir(parents=True)
+    (out / "suites" / "gone.html").write_text("a page of a group no longer in the results")
     assert command.run(args) == 0
     html = (out / "index.html").read_text()
     assert "generated CI run 7" in html
+    assert not (out / "suites" / "gone.html").exists()
+    assert len(list((out / "suites").glob("*.html"))) == 3
+    # the method cards come from the registry through the command: bm25's names its paper
+    assert "Robertson" in (out / "methods" / "bm25.html").read_text()
     assert sorted((p, p.stat().st_mtime_ns) for p in fixture.results.rglob("*")) == before  # results untouched
     with pytest.raises(BenchError, match="--baseline nope"):
         command.run(parser.parse_args(["report", "--results", str(fixture.results), "--out", str(out), "--baseline", "nope"]))
@@ -437,9 +481,11 @@ def test_renders_the_real_sample_results(tmp_path: Path) -> None:
     results = tmp_path / "results"
     shutil.copytree(SAMPLE_RESULTS, results, ignore=shutil.ignore_patterns(".locks"))
     path = write_report(results, tmp_path / "reports")
-    html = path.read_text()
+    [page] = (tmp_path / "reports" / "suites").glob("*.html")
+    html = page.read_text()
     dom = parse(html)
-    methods = {td.text() for td in dom.find_all("table", "leaderboard")[0].find_all("td", "method")}
+    assert page.name in path.read_text()  # the index links the group's page
+    methods = {td.find_all("a")[0].text() for td in dom.find_all("table", "leaderboard")[0].find_all("td", "method")}
     assert methods == {"bm25", "bm25(k1=0.9)", "bm25(b=0.4)", "bm25(k1=0.9,b=0.4)", "minilm"}
     assert len(sections(dom)) == 1
     assert "Relative to baseline bm25" in html
@@ -459,7 +505,8 @@ def test_contended_records_are_marked_in_their_leaderboard_row(tmp_path: Path) -
         make_record(spec, results)
     out = tmp_path / "site"
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
-    dom = parse((out / "index.html").read_text())
+    [page] = (out / "suites").glob("*.html")
+    dom = parse(page.read_text())
     rows = {tr.attrs["data-key"]: tr for tr in dom.find_all("table", "leaderboard")[0].find_all("tr") if "data-key" in tr.attrs}
     badges = {key: tr.find_all("span", "contended") for key, tr in rows.items()}
     assert {key for key, found in badges.items() if found} == {"rec-" + specs[0].key}
@@ -471,3 +518,76 @@ def test_contended_records_are_marked_in_their_leaderboard_row(tmp_path: Path) -
     with (results / "retrieval.jsonl").open("a") as f:
         f.write(json.dumps({**records.read(results / "retrieval.jsonl")[0], "contention": {"detected": 1}}) + "\n")
     assert main(["report", "--results", str(results), "--out", str(out)]) == 2
+
+
+def test_hostile_method_names_and_parameters_stay_text_on_every_page(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    evil_name = '<script>alert(3)</script>'
+    specs = [Spec("bm25", costs=c(0.9, 1.4, 3.6e6, 2600, 102)),
+             Spec(evil_name, costs=c(0.5, 1.0, 1.0e6, 3000, 90), extra={"method_name": evil_name, "params": {"x": '"]><b>q'}}),
+             Spec(EVIL_METHOD, costs=c(5.0, 6.0, 1.0e6, 500, 300))]
+    for spec in specs:
+        make_record(spec, results)
+    out = tmp_path / "site"
+    write_report(results, out)
+    pages = {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*.html")}
+    assert all(all(ch.isalnum() or ch in "-_./" for ch in name) for name in pages)  # no record text in a file name
+    for rel, html in pages.items():
+        assert "<script>alert" not in html and "<b>q" not in html, rel
+        assert html.count("<script") == 1, rel
+    # the hostile name has its own card, titled with the name as text
+    cards = [parse(html) for rel, html in pages.items() if rel.startswith("methods/")]
+    titled = [d for d in cards if d.find_all("h1", "method-name") and d.find_all("h1", "method-name")[0].text().startswith(evil_name)]
+    assert len(titled) == 1
+    # and every suite page shows both hostile ids as text, with the parameter intact in data-params
+    [suite] = [parse(html) for rel, html in pages.items() if rel.startswith("suites/")]
+    rows = suite.find_all("table", "leaderboard")[0].find_all("tr")
+    methods = {tr.attrs["data-method"]: tr for tr in rows if "data-key" in tr.attrs}
+    assert {evil_name, EVIL_METHOD} <= set(methods)
+    assert 'x="]><b>q' in json.loads(methods[evil_name].attrs["data-params"])
+
+
+def test_cross_profile_view_shows_only_ratios_to_the_baseline_of_each_profile(fixture: Fixture) -> None:
+    _, site = render(fixture.results)
+    [page] = [p for p in site.children if p.attrs["path"] == "profiles.html"]
+    [view] = page.find_all("section", "cross")
+    assert view.attrs["data-suite"] == "retrieval@1"  # the only suite and dataset on two profiles
+    table = view.find_all("table", "cross-table")[0]
+    heads = [th.attrs.get("title", "") for th in table.find_all("th")][1:]
+    recs = {(s.profile, s.method): rec for s, rec, _ in fixture.shown.values() if s.suite == "retrieval@1"}
+    seen = 0
+    for tr in table.find_all("tr")[1:]:
+        method = tr.find_all("td", "method")[0].find_all("a")[0].text()
+        for head, td in zip(heads, tr.find_all("td")[1:]):
+            profile = head.split(" on ")[1].split(";")[0]
+            rec, base = recs.get((profile, method)), recs[(profile, "bm25")]
+            if rec is None:
+                assert td.text() == "\u2014"
+                continue
+            v = float(td.attrs["data-v"]) if td.attrs.get("data-v") else None
+            if head.startswith("nDCG@10 minus"):
+                assert v == pytest.approx(rec["metrics"]["nDCG@10"]["value"] - base["metrics"]["nDCG@10"]["value"])
+            else:
+                axis = head.split(" divided")[0]
+                a, b = rec["costs"].get(axis, {}).get("value"), base["costs"].get(axis, {}).get("value")
+                assert v == (pytest.approx(a / b) if a is not None and b else None), (method, profile, axis)
+            seen += 1
+    assert seen > 30
+    # the profiles without a baseline in the group say so, and no absolute cost appears: every
+    # number is a ratio (×) or a signed difference
+    nums = [td.text() for td in table.find_all("td", "num")]
+    assert nums and all(t.endswith("\u00d7") or t[0] in "+-\u2014" for t in nums)
+
+
+def test_registry_catalogue_is_plain_data_for_every_method() -> None:
+    from sparsebench import registry
+
+    cat = registry.catalogue()
+    assert sorted(cat) == registry.names()
+    assert json.loads(json.dumps(cat)) == cat  # JSON types only: the reporter never sees a class
+    int8 = cat["int8"]
+    assert int8["family"] == "compressor" and int8["example"] == "int8(minilm)"
+    assert int8["parameters"][0] == {"name": "base", "type": "VectorMethod", "default": "", "method": True}
+    bm25 = {p["name"]: p for p in cat["bm25"]["parameters"]}
+    assert bm25["k1"]["default"] == "1.2" and not bm25["k1"]["method"]
+    assert {"name": "postings", "unit": "count"} in cat["bm25"]["cost_model"]["proxies"]

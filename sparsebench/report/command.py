@@ -1,4 +1,4 @@
-"""`bench report`: render results/ into a static HTML leaderboard (reports/index.html)."""
+"""`bench report`: render results/ into the static leaderboard site (reports/index.html and its pages)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
-        help="render the HTML leaderboard from a results directory",
-        description="Render results/*.jsonl (and their per-query files) into one self-contained HTML page. "
-        "Reads only the results directory; never runs anything.",
+        help="render the HTML leaderboard site from a results directory",
+        description="Render results/*.jsonl (and their per-query files) into a static site: OUT/index.html (a card per "
+        "suite and profile), a page per suite x dataset x profile, a card per method and a cross-profile view. "
+        "Every page opens from disk. Reads only the results directory; never runs anything.",
     )
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory to read (default: ./results)")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="output directory; the page is OUT/index.html (default: ./reports)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="output directory; the site starts at OUT/index.html (default: ./reports)")
     p.add_argument("--baseline", metavar="METHOD_ID", help="method id for cost ratios and metric deltas (default: bm25 where a group has it)")
     p.add_argument("--budget", action="append", default=[], metavar="AXIS=VALUE",
                    help="a cost budget for the best-quality-within-budget table, e.g. latency_p50_ms=5; repeatable")
@@ -44,6 +45,7 @@ def parse_budget(text: str) -> tuple[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import registry
     from .model import ReportOptions
     from .render import write_report
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
     )
-    path = write_report(args.results, args.out, options, strict_options=True)
+    # The registry's cards as plain data: the reporter itself imports no method code.
+    path = write_report(args.results, args.out, options, strict_options=True, catalogue=registry.catalogue())
     log.info("report: %s", path)
     return 0

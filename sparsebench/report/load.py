@@ -45,12 +45,13 @@ def load_results(results_dir: Path) -> Loaded:
     return out
 
 
-def sidecar_values(results_dir: Path, rec: dict, metric: str, where: str = "") -> tuple[list[float] | None, str]:
-    """Per-query values of `metric`, ordered by query id, or None and the reason.
+def sidecar_values(results_dir: Path, rec: dict, metric: str, where: str = "") -> tuple[dict[str, float] | None, str]:
+    """Per-query values of `metric` by query id, or None and the reason.
 
     A sidecar whose digest does not match, that leaves the results directory, is a symlink or
     is too big raises ResultsError prefixed with `where` (the record's FILE:LINE); a missing one
-    (a pull request that brought records without their per-query files) only costs the interval.
+    (a pull request that brought records without their per-query files) only costs the interval
+    and the paired tests.
     """
     ref = rec.get("per_query")
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not isinstance(ref.get("sha256"), str):
@@ -62,11 +63,11 @@ def sidecar_values(results_dir: Path, rec: dict, metric: str, where: str = "") -
     per_query = sidecars.read_sidecar(results_dir, ref, where)
     if not isinstance(per_query, dict) or not per_query:
         return None, "per-query file holds no queries"
-    values = []
+    values = {}
     for qid in sorted(per_query):
         row = per_query[qid]
         v = row.get(metric) if isinstance(row, dict) else None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return None, f"per-query file lacks {metric} for query {qid!r}"
-        values.append(float(v))
+        values[str(qid)] = float(v)
     return values, ""

@@ -6,6 +6,7 @@ group are ranked together. Within a group each result key shows its latest `ok` 
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import Counter
@@ -15,12 +16,13 @@ from typing import Any
 
 from .. import pareto
 from ..records import suite_version
-from ..stats import bootstrap_ci
+from ..stats import bootstrap_cis
 from ..suites.axes import TASK_BASELINE
-from . import axes, fmt
+from . import axes, dominance, fmt
 from .details import Detail, record_detail
 from .load import Loaded, load_results, sidecar_values
-from .plot import Plot, scatter
+from .plot import Datum, Plot, scatter
+from .slugs import group_page, method_name_of
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Row:
     anchor: str
     method: str
     family: str
+    method_name: str  # the registry name of the outermost method: its card
     runs: int
     label_suffix: str  # disambiguates two keys with the same method id (different settings)
     profile_matched: bool
@@ -72,6 +75,9 @@ class Row:
     metrics: list[Cell]
     costs: list[Cell]
     record: dict = field(repr=False)
+    params: list[str] = field(default_factory=list)  # "name=value" of the top-level parameters, for the filter
+    per_query: dict[str, float] | None = field(default=None, repr=False)  # main metric (NLL for perplexity) by query
+    spread: list[tuple[float, float] | None] = field(default_factory=list)  # cost range over the key's ok repeats
 
     @property
     def label(self) -> str:
@@ -84,6 +90,7 @@ class FrontierEntry:
     cost: Cell
     main: Cell
     on_frontier: bool
+    verdict: dominance.Verdict | None = None  # None: the point is not on the plot (no value)
 
 
 @dataclass
@@ -92,6 +99,15 @@ class FrontierView:
     entries: list[FrontierEntry]
     plot: Plot | None
     notes: list[str]
+
+
+@dataclass
+class SweepView:
+    """One family's methods on one cost axis, each method's sweep a connected curve."""
+
+    family: str
+    axis: Column
+    plot: Plot
 
 
 @dataclass
@@ -144,10 +160,18 @@ class Group:
     failures: list[Failure]
     details: list[Detail]
     notes: list[str]
+    page: str = ""  # the group's page in the site, relative to the site root
+    sweeps: list[SweepView] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    param_options: list[str] = field(default_factory=list)
 
     @property
     def anchor(self) -> str:
         return f"group-{self.index}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite} \u00b7 {self.dataset_id} \u00b7 {self.profile_id}"
 
 
 @dataclass
@@ -278,7 +302,10 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
     rows = []
     for rec in shown:
         anchor = anchors.take("rec-" + fmt.anchor_part(rec["key"]))
-        rows.append(_row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded, options))
+        row = _row(rec, anchor, len(by_key[rec["key"]]), method_counts, main_metric, metric_cols, cost_cols, loaded, options)
+        row.spread = [_spread([r for r in by_key[rec["key"]] if r["status"] == "ok"], c) for c in cost_cols]
+        rows.append(row)
+    _intervals(rows, options)
     main_dir = metric_cols[0].direction if metric_cols else "higher"
     rows.sort(key=lambda r: (-_signed(r.main.value, main_dir), r.label, r.anchor))
 
@@ -289,6 +316,7 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
     if options.baseline and base_row is None:
         baseline_note = f"baseline {options.baseline} has no ok record in this group"
     frontiers = [_frontier(col, i, rows, main_metric, main_dir) for i, col in enumerate(cost_cols)]
+    sweeps = [sv for i, col in enumerate(cost_cols) for sv in _sweeps(col, i, rows, main_metric, main_dir)]
     budgets = [line for col in cost_cols for line in _budgets(col, cost_cols.index(col), rows, base_row, options, main_dir)]
     baseline = _baseline(base_row, rows, cost_cols, main_dir) if base_row else None
 
@@ -307,7 +335,43 @@ def _group(index: int, gk: tuple[str, str, str, str], recs: list[dict], loaded: 
         notes.append(f"{contended} shown record(s) were measured while other sparsebench runs were measuring on the same "
                      "machine (marked contended): their costs are likely inflated")
     return Group(index, suite, task, dataset_id, checksum, profile_id, fingerprints, main_metric, metric_cols, cost_cols,
-                 rows, frontiers, budgets, baseline, baseline_note, failures, details, notes)
+                 rows, frontiers, budgets, baseline, baseline_note, failures, details, notes,
+                 page=group_page(gk), sweeps=sweeps, families=sorted({r.family for r in rows}),
+                 param_options=sorted({t for r in rows for t in r.params}))
+
+
+def _spread(oks: list[dict], col: Column) -> tuple[float, float] | None:
+    """The cost's range over a key's ok records in the column's unit (a single run: its value)."""
+    values = [v for r in oks if isinstance(q := r["costs"].get(col.name), dict) and str(q.get("unit", "")) == col.unit
+              and (v := fmt.as_float(q.get("value"))) is not None]
+    return (min(values), max(values)) if values else None
+
+
+def _param_tokens(rec: dict) -> list[str]:
+    """`name=value` for each scalar top-level parameter (nested methods show as their id)."""
+    params = rec.get("params") if isinstance(rec.get("params"), dict) else {}
+    out = []
+    for k, v in sorted(params.items()):
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            text = v if isinstance(v, str) else json.dumps(v)
+            out.append(f"{k}={text}")
+    return out
+
+
+def _intervals(rows: list[Row], options: ReportOptions) -> None:
+    """Bootstrap intervals of every row's main metric, rows with equal query counts in one batch
+    (the same resamples `bootstrap_ci` would draw for each: same seed, same stream)."""
+    by_n: dict[int, list[Row]] = {}
+    for r in rows:
+        if r.per_query:
+            by_n.setdefault(len(r.per_query), []).append(r)
+    for batch in by_n.values():
+        cis = bootstrap_cis([list(r.per_query.values()) for r in batch], options.confidence, options.resamples, options.seed)  # type: ignore[union-attr]
+        for r, (lo, hi) in zip(batch, cis):
+            on_log = r.ci_note == "log"
+            r.ci_lo, r.ci_hi = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
+            r.ci_note = (f"{options.confidence:.0%} percentile bootstrap over {len(r.per_query)} "  # type: ignore[arg-type]
+                         f"{'windows (of the mean NLL, then exp)' if on_log else 'queries'}, {options.resamples} resamples, seed {options.seed}")
 
 
 def _metric_columns(shown: list[dict], main_metric: str) -> list[Column]:
@@ -349,18 +413,13 @@ def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric:
     base, sep, text = main_metric.partition("/")
     values, ci_note = sidecar_values(loaded.root, rec, "nll" + sep + text if on_log else main_metric, loaded.where.get(id(rec), ""))
     if values is not None:
-        ci_lo, ci_hi = bootstrap_ci(values, options.confidence, options.resamples, options.seed)
-        if on_log:
-            ci_lo, ci_hi = math.exp(ci_lo), math.exp(ci_hi)
-        ci_note = f"{options.confidence:.0%} percentile bootstrap over {len(values)} queries, {options.resamples} resamples, seed {options.seed}"
-        if on_log:
-            ci_note = ci_note.replace("queries", "windows (of the mean NLL, then exp)")
+        ci_note = "log" if on_log else ""  # `_intervals` fills the interval and its note for the whole group
     suffix = f" [{fmt.anchor_part(rec['key'])[:8]}]" if method_counts[rec["method"]] > 1 else ""
     matched = rec["profile"].get("matched", True) is not False
     n = rec["metrics"].get(main_metric, {}).get("n") if isinstance(rec["metrics"].get(main_metric), dict) else None
     n_queries = n if isinstance(n, int) and not isinstance(n, bool) else None
-    return Row(anchor, rec["method"], str(rec["family"]), runs, suffix, matched, contention_note(rec), main, n_queries,
-               ci_lo, ci_hi, ci_note, metrics, costs, rec)
+    return Row(anchor, rec["method"], str(rec["family"]), method_name_of(rec), runs, suffix, matched, contention_note(rec), main, n_queries,
+               ci_lo, ci_hi, ci_note, metrics, costs, rec, _param_tokens(rec), values)
 
 
 def contention_note(rec: dict) -> str:
@@ -404,20 +463,43 @@ def _frontier(col: Column, i: int, rows: list[Row], main_metric: str, main_dir: 
         v = _comparable(r, i)
         return (v is None, sign * v if v is not None else 0.0, -_signed(r.main.value, main_dir), r.label)
 
-    entries = [FrontierEntry(r, r.costs[i], r.main, id(r) in on) for r in sorted(rows, key=order)]
+    drawn = [r for r in rows if _comparable(r, i) is not None and r.main.value is not None]
+    verdicts = dominance.classify([_dpoint(r, i, id(r) in on) for r in drawn], col.direction, main_dir)
+    entries = [FrontierEntry(r, r.costs[i], r.main, id(r) in on, verdicts.get(r.anchor)) for r in sorted(rows, key=order)]
     notes = []
-    left_out = [e.row.label for e in entries if _comparable(e.row, i) is None or e.row.main.value is None]
+    left_out = [e.row.label for e in entries if e.verdict is None]
     if left_out:
         notes.append(f"left out (no value, or a unit other than {col.unit or 'the column unit'}): {', '.join(left_out)}")
-    points = [(e.row, _comparable(e.row, i), e.row.main.value, e.on_frontier) for e in entries]
-    plot = scatter(
-        [(r.label, r.anchor, x, y, on_f) for r, x, y, on_f in points if x is not None and y is not None],
-        x_label=f"{col.name} ({col.unit})" if col.unit else col.name,
-        y_label=main_metric,
-        x_direction=col.direction,
-        y_direction=main_dir,
-    )
+    plot = scatter([_datum(e.row, i, e.on_frontier, e.verdict) for e in entries if e.verdict is not None],
+                   x_label=f"{col.name} ({col.unit})" if col.unit else col.name, y_label=main_metric,
+                   x_direction=col.direction, y_direction=main_dir)
     return FrontierView(col, entries, plot, notes)
+
+
+def _dpoint(r: Row, i: int, on_frontier: bool) -> dominance.Point:
+    cost = _comparable(r, i)
+    lo, hi = r.spread[i] or (cost, cost)
+    return dominance.Point(r.anchor, r.main.value, cost, min(lo, cost), max(hi, cost), r.per_query, on_frontier)  # type: ignore[arg-type,type-var]
+
+
+def _datum(r: Row, i: int, on_frontier: bool, verdict: dominance.Verdict | None) -> Datum:
+    return Datum(r.label, r.anchor, _comparable(r, i), r.main.value, on_frontier,  # type: ignore[arg-type]
+                 verdict.status if verdict else "", r.family, r.method_name, verdict.reason if verdict else "")
+
+
+def _sweeps(col: Column, i: int, rows: list[Row], main_metric: str, main_dir: str) -> list[SweepView]:
+    """Per family, each method's points on this axis joined through its own frontier."""
+    out = []
+    for family in sorted({r.family for r in rows}):
+        mine = [r for r in rows if r.family == family and _comparable(r, i) is not None and r.main.value is not None]
+        if not mine:
+            continue
+        on = {id(r) for r in pareto.frontier(mine, [(lambda r: r.main.value, main_dir), (lambda r: _comparable(r, i), col.direction)])}
+        plot = scatter([_datum(r, i, id(r) in on, None) for r in mine], x_label=f"{col.name} ({col.unit})" if col.unit else col.name,
+                       y_label=main_metric, x_direction=col.direction, y_direction=main_dir, sweeps=True)
+        if plot is not None:
+            out.append(SweepView(family, col, plot))
+    return out
 
 
 def _budgets(col: Column, i: int, rows: list[Row], base: Row | None, options: ReportOptions, main_dir: str) -> list[BudgetLine]:

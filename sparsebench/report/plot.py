@@ -16,6 +16,22 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 16, 14, 46
 
 
 @dataclass(frozen=True)
+class Datum:
+    """One point to draw: what it is (label, the record anchor and page), where, and how it
+    stands (frontier flag, dominance status, family and sweep series for the page's filters)."""
+
+    label: str
+    anchor: str
+    x: float
+    y: float
+    frontier: bool
+    status: str = ""  # dominance.FRONTIER / FRONTIER_TIED / TIED / DOMINATED, "" if not classified
+    family: str = ""
+    series: str = ""
+    why: str = ""  # the status's reason, for the hover title
+
+
+@dataclass(frozen=True)
 class Point:
     label: str
     anchor: str
@@ -24,10 +40,27 @@ class Point:
     cx: float
     cy: float
     frontier: bool
+    status: str = ""
+    family: str = ""
+    series: int = -1  # index into Plot.series, -1 when the plot has none
+    why: str = ""
 
     @property
     def title(self) -> str:
-        return f"{self.label}\n{fmt.number(self.x)} / {fmt.metric(self.y)}" + ("\non the Pareto frontier" if self.frontier else "")
+        where = "\non the Pareto frontier" if self.frontier else ""
+        if self.status:
+            where += f"\n{self.status}" + (f": {self.why}" if self.why else "")
+        return f"{self.label}\n{fmt.number(self.x)} / {fmt.metric(self.y)}" + where
+
+
+@dataclass(frozen=True)
+class Line:
+    """A sweep drawn as ann-benchmarks draws an algorithm: its own Pareto-optimal points joined
+    in cost order. `path` is SVG path data (numbers only)."""
+
+    series: int
+    name: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -61,16 +94,20 @@ class Plot:
     y_label: str
     log_x: bool
     better: str  # where the good corner is, in words
+    lines: tuple[Line, ...] = ()
+    series: tuple[str, ...] = ()  # legend: series names, index = colour class s0..s7 (cycled)
 
 
-def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_label: str, x_direction: str,
-            y_direction: str = "higher") -> Plot | None:
-    """data: (label, anchor, cost, quality, on_frontier). None when there is nothing to draw.
+def scatter(data: list[Datum], x_label: str, y_label: str, x_direction: str,
+            y_direction: str = "higher", sweeps: bool = False) -> Plot | None:
+    """A quality-against-cost plot; None when there is nothing to draw.
 
-    Better quality is always up: a lower-is-better metric (perplexity) runs its axis downwards."""
+    Better quality is always up: a lower-is-better metric (perplexity) runs its axis downwards.
+    With `sweeps`, each series is joined through its own frontier points (one curve per method,
+    as ann-benchmarks draws them) instead of the group's staircase."""
     if not data:
         return None
-    xs, ys = [d[2] for d in data], [d[3] for d in data]
+    xs, ys = [d.x for d in data], [d.y for d in data]
     log_x = min(xs) > 0 and max(xs) / min(xs) > 100  # more than two decades
     x0, x1 = _x_range(xs, log_x)
     y0, y1 = _padded(min(ys), max(ys))
@@ -84,21 +121,40 @@ def scatter(data: list[tuple[str, str, float, float, bool]], x_label: str, y_lab
         t = (y - y0) / (y1 - y0)
         return round(TOP + ((1 - t) if y_direction == "higher" else t) * inner_h, 2)
 
-    points = sorted((Point(lbl, a, x, y, px(x), py(y), f) for lbl, a, x, y, f in data), key=lambda p: (not p.frontier, p.x, p.y, p.label))
-    # The attainable quality at a cost budget is a staircase: from each frontier point (cheapest
-    # first) hold its quality until the next point's cost, then step up to that point.
+    names = tuple(sorted({d.series for d in data})) if sweeps else ()
+    index = {n: i for i, n in enumerate(names)}
+    points = sorted((Point(d.label, d.anchor, d.x, d.y, px(d.x), py(d.y), d.frontier, d.status, d.family, index.get(d.series, -1), d.why)
+                     for d in data), key=lambda p: (not p.frontier, p.x, p.y, p.label))
     sign = 1 if x_direction == "lower" else -1
-    front = sorted((p for p in points if p.frontier), key=lambda p: (sign * p.x, p.y if y_direction == "higher" else -p.y))
+    ysign = 1 if y_direction == "higher" else -1
+    front = sorted((p for p in points if p.frontier), key=lambda p: (sign * p.x, ysign * p.y))
     path = ""
-    if front:
+    lines: list[Line] = []
+    if sweeps:
+        for i, name in enumerate(names):
+            own = _own_frontier([p for p in points if p.series == i], sign, ysign)
+            if len(own) > 1:
+                lines.append(Line(i, name, f"M{own[0].cx},{own[0].cy}" + "".join(f" L{b.cx},{b.cy}" for b in own[1:])))
+    elif front:
+        # The attainable quality at a cost budget is a staircase: from each frontier point (cheapest
+        # first) hold its quality until the next point's cost, then step up to that point.
         path = f"M{front[0].cx},{front[0].cy}" + "".join(f" H{b.cx} V{b.cy}" for b in front[1:])
     x_ticks = [Tick(px(v), fmt.tick(v)) for v in (_log_ticks(x0, x1) if log_x else _nice_ticks(x0, x1))]
     y_ticks = [Tick(py(v), f"{v:.2f}") for v in _nice_ticks(y0, y1)]
     better = ("left" if x_direction == "lower" else "right") + " and up is better"
-    labels = _place_labels(front, points)
+    labels = [] if sweeps else _place_labels(front, points)
     return Plot(WIDTH, HEIGHT, LEFT, TOP, inner_w, inner_h, points, labels, path, x_ticks, y_ticks,
                 x_label + (", log scale" if log_x else ""), y_label + (" (lower is better: axis reversed)" if y_direction == "lower" else ""),
-                log_x, better)
+                log_x, better, tuple(lines), names)
+
+
+def _own_frontier(points: list[Point], sign: int, ysign: int) -> list[Point]:
+    """A series' non-dominated points, cheapest first (quality must rise along the curve)."""
+    out: list[Point] = []
+    for p in sorted(points, key=lambda p: (sign * p.x, -ysign * p.y)):
+        if not out or ysign * p.y > ysign * out[-1].y:
+            out.append(p)
+    return out
 
 
 def _padded(lo: float, hi: float) -> tuple[float, float]:

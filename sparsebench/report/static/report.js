@@ -1,5 +1,5 @@
-// sparsebench report: sortable tables and record links. No network, no eval, no innerHTML:
-// rows are only moved, never rebuilt from strings.
+// sparsebench report: sortable tables, filters and record links. No network, no eval, no
+// innerHTML: rows are only moved or hidden, never rebuilt from strings.
 (function () {
   "use strict";
 
@@ -44,6 +44,58 @@
         if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(table, th); }
       });
     });
+  });
+
+  // Filters on a suite page: family, cost axis, parameter and method-id text. The leaderboard's
+  // rows carry the attributes; every other row, plot point and figure of the page follows its
+  // record's leaderboard row (data-key), and figures follow the family and axis they show.
+  function applyFilters(form) {
+    var families = {};
+    Array.prototype.forEach.call(form.querySelectorAll("input[name=family]"), function (box) {
+      families[box.value] = box.checked;
+    });
+    var axis = form.elements.axis ? form.elements.axis.value : "";
+    var param = form.elements.param ? form.elements.param.value : "";
+    var text = form.elements.text ? form.elements.text.value.toLowerCase() : "";
+    var visible = {};
+    var board = document.querySelector("table.leaderboard");
+    var shown = 0, total = 0;
+    if (board) {
+      Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
+        var params = [];
+        try { params = JSON.parse(row.getAttribute("data-params") || "[]"); } catch (e) { params = []; }
+        var ok = families[row.getAttribute("data-family")] !== false &&
+          (!param || params.indexOf(param) >= 0) &&
+          (!text || (row.getAttribute("data-method") || "").toLowerCase().indexOf(text) >= 0);
+        visible[row.getAttribute("data-key")] = ok;
+        row.hidden = !ok;
+        total += 1;
+        if (ok) shown += 1;
+      });
+    }
+    Array.prototype.forEach.call(document.querySelectorAll("main tr[data-key], svg a[data-key]"), function (el) {
+      if (el.closest("table.leaderboard")) return;
+      var key = el.getAttribute("data-key");
+      if (key in visible) {
+        if (el.tagName.toLowerCase() === "a") el.style.display = visible[key] ? "" : "none";
+        else el.hidden = !visible[key];
+      }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-axis]"), function (el) {
+      if (el.tagName.toLowerCase() === "table" && el.closest("figure")) return;  // follows its figure
+      var byAxis = axis && el.getAttribute("data-axis") !== axis;
+      var byFamily = el.hasAttribute("data-family") && el.tagName.toLowerCase() === "figure" &&
+        families[el.getAttribute("data-family")] === false;
+      el.hidden = byAxis || byFamily;
+      if (el.tagName.toLowerCase() === "td" || el.tagName.toLowerCase() === "th") el.style.display = el.hidden ? "none" : "";
+    });
+    var out = form.querySelector(".shown-count");
+    if (out) out.textContent = shown + " of " + total + " methods shown";
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("form.filters"), function (form) {
+    form.addEventListener("submit", function (e) { e.preventDefault(); });
+    form.addEventListener("input", function () { applyFilters(form); });
+    form.addEventListener("change", function () { applyFilters(form); });
   });
 
   // A link to a record opens its (collapsed) details block.

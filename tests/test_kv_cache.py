@@ -279,7 +279,7 @@ def test_a_coupled_layer_codes_all_but_the_residual_and_holds_one_byte_per_group
 
 
 def test_cq_learns_codebooks_on_calibration_text_and_bits_16_is_the_dense_model(tiny_lm: Path, results_dir: Path) -> None:
-    methods = "dense,cq(dense,bits=16),cq(dense,channels=2,bits=4),cq(dense,channels=8,bits=4)"
+    methods = "dense,cq(dense,bits=16),cq(dense,channels=2,bits=4),cq(dense,channels=8,bits=4),cq(dense,channels=2,bits=4,fisher=true)"
     assert run_lm(results_dir, tiny_lm, "--method", methods) == 0  # 4 calibration samples of 16 tokens
     recs = {r["method"]: r for r in records_in(results_dir / "lm.jsonl")}
     assert all(r["status"] == "ok" for r in recs.values()), [r.get("error") for r in recs.values()]
@@ -293,3 +293,93 @@ def test_cq_learns_codebooks_on_calibration_text_and_bits_16_is_the_dense_model(
     assert two["extra"]["kv"]["bits_per_channel"] == 2 and two["extra"]["kv"]["codebook_bytes"] == 2 * 2 * 16 * 16 * 2 * 2
     assert two["extra"]["backend"] == "sparsebench coupled-quantization cache (k-means codebooks)"
     assert two["metrics"]["nll"]["value"] != dense["metrics"]["nll"]["value"]
+    # Fisher-guided centroids: the same codes and bytes, other centroids
+    guided = recs["cq(dense,channels=2,bits=4,fisher=true)"]
+    assert guided["costs"]["kv_bytes"]["value"] == two["costs"]["kv_bytes"]["value"]
+    assert guided["extra"]["kv"]["centroids"] == "fisher-guided" and two["extra"]["kv"]["centroids"] == "uniform"
+    assert guided["extra"]["backend"] == "sparsebench coupled-quantization cache (k-means codebooks, Fisher-guided)"
+    assert guided["metrics"]["nll"]["value"] != two["metrics"]["nll"]["value"]
+
+
+def _kmeans_reference(points: np.ndarray, weights: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarray:
+    """Weighted Lloyd in float64, one group at a time, point by point: the definition."""
+    out = []
+    for g in range(points.shape[0]):
+        c = points[g, start[g]].astype(np.float64).copy()
+        for _ in range(iterations):
+            sums, mass = np.zeros_like(c), np.zeros(len(c))
+            for x, w in zip(points[g].astype(np.float64), weights[g].astype(np.float64)):
+                j = int(np.argmin(((c - x) ** 2).sum(-1)))
+                sums[j] += w * x
+                mass[j] += w
+            c = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], c)
+        out.append(c)
+    return np.stack(out)
+
+
+def test_weighted_kmeans_equals_its_float64_definition_and_unit_weights_are_plain_kmeans() -> None:
+    from sparsebench.kv import coupled
+
+    g = torch.Generator().manual_seed(3)
+    points = torch.randn(3, 200, 4, generator=g)
+    weights = torch.rand(3, 200, generator=g) ** 4 * 10  # skewed, as squared gradients are
+    init = torch.Generator().manual_seed(5)  # the draws kmeans makes: one permutation per group, in order
+    start = torch.stack([torch.randperm(200, generator=init)[:8] for _ in range(3)])
+    got = coupled.kmeans(points, 8, iterations=6, seed=5, weights=weights)
+    want = _kmeans_reference(points.numpy(), weights.numpy(), start.numpy(), 6)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
+    assert torch.equal(coupled.kmeans(points, 8, 6, 5, torch.ones(3, 200)), coupled.kmeans(points, 8, 6, 5))
+    # a point that carries almost all of the weight pulls its centroid onto itself
+    heavy = torch.ones(3, 200)
+    heavy[:, 7] = 1e6
+    pulled = coupled.kmeans(points, 8, 6, 5, heavy)
+    assert min(float((pulled[0] - points[0, 7]).norm(dim=-1).min()), 1.0) < 1e-2
+    with pytest.raises(ValueError, match="non-negative"):
+        coupled.kmeans(points, 8, 2, 5, -torch.ones(3, 200))
+
+
+def test_cache_fisher_is_the_squared_gradient_of_the_next_token_loss(tiny_lm: Path) -> None:
+    """Values: equal to the squared gradients at v_proj's output (the values the cache holds, taken
+    by an independent hook). Keys: rotary embeddings rotate each head's key, so the squared
+    gradient norm per token and head equals the one at k_proj's output."""
+    from transformers import AutoModelForCausalLM
+
+    from sparsebench.kv import coupled
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_lm), dtype=torch.float32).eval()
+    ids = torch.randint(3, 300, (2, 24), generator=torch.Generator().manual_seed(4))
+    held = coupled.cache_fisher(model, ids)
+    assert not any(p.grad is not None for p in model.parameters())  # no weight gradient was kept
+    assert len(held) == 2
+    heads, dim = 2, 16
+    for layer_idx, (keys, values, fk, fv) in enumerate(held):
+        assert keys.shape == values.shape == fk.shape == fv.shape == (1, heads, 2 * 24, dim)
+        assert bool((fk >= 0).all()) and float(fk.sum()) > 0
+        attn = model.model.layers[layer_idx].self_attn
+        for i in range(2):
+            seen: dict[str, torch.Tensor] = {}
+
+            def keep(name: str):
+                def hook(_m, _inp, out):
+                    out.retain_grad()
+                    seen[name] = out
+                return hook
+
+            handles = [attn.k_proj.register_forward_hook(keep("k")), attn.v_proj.register_forward_hook(keep("v"))]
+            try:
+                out = model(input_ids=ids[i : i + 1], labels=ids[i : i + 1])
+                out.loss.backward()
+            finally:
+                for h in handles:
+                    h.remove()
+                model.zero_grad(set_to_none=True)
+            gv = seen["v"].grad.view(1, 24, heads, dim).transpose(1, 2) ** 2
+            gk = (seen["k"].grad.view(1, 24, heads, dim).transpose(1, 2) ** 2).sum(-1)
+            part = slice(24 * i, 24 * (i + 1))
+            torch.testing.assert_close(fv[:, :, part], gv, rtol=1e-4, atol=1e-12)
+            torch.testing.assert_close(fk[:, :, part].sum(-1), gk, rtol=1e-4, atol=1e-12)
+    # and the Fisher weights change the codebook (the weighted means move)
+    keys, _, fk, _ = held[0]
+    uniform = coupled.learn_codebook(keys, channels=4, bits=2, iterations=5)
+    guided = coupled.learn_codebook(keys, channels=4, bits=2, iterations=5, fisher=fk)
+    assert not torch.equal(uniform.centroids, guided.centroids)

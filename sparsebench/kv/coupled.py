@@ -5,8 +5,12 @@ Channels of keys (and of values) are not independent: quantizing `channels` cont
 jointly, as one vector coded by the nearest of 2^bits centroids, spends bits / channels bits per
 channel and loses less than quantizing each channel alone at that rate. The centroids are
 learned once per layer, for keys and for values, per group of coupled channels, by k-means over
-what the cache holds on calibration text (the paper's uniform centroid learning; its
-Fisher-guided variant weights the k-means by gradients, which this does not do).
+what the cache holds on calibration text: uniform centroid learning, or the paper's
+Fisher-guided centroid learning (`fisher=True`), a weighted k-means in which each calibration
+vector counts by its diagonal Fisher information, the sum of the squared gradients of the
+language-model loss with respect to its channels, so the centroids sit where an error costs the
+model most. Assignment stays the nearest centroid either way: a per-vector weight scales its
+whole term of the objective, so only the centroid update (a weighted mean) changes.
 
 Channel groups run over the concatenation of a layer's key/value heads (head-major), as the cache
 lays them out. Keys are coupled as the cache stores them, after the rotary embedding. The codebooks
@@ -54,10 +58,12 @@ def _ungroup(g: Any, heads: int) -> Any:
     return g.reshape(b, n, heads, groups * channels // heads).permute(0, 2, 1, 3)
 
 
-def kmeans(points: Any, k: int, iterations: int = 25, seed: int = 0) -> Any:
+def kmeans(points: Any, k: int, iterations: int = 25, seed: int = 0, weights: Any = None) -> Any:
     """Lloyd's k-means in every group at once: points [G, N, c] -> centroids [G, k, c] (float32).
 
-    Initialised from k distinct points drawn with `seed`; a cluster left empty keeps its centroid."""
+    weights [G, N] (non-negative) makes it the weighted k-means of sum_i w_i ||x_i - m||^2: each
+    centroid is the weighted mean of its points. Initialised from k distinct points drawn with
+    `seed`; a cluster left empty (or of zero weight) keeps its centroid."""
     import torch
 
     groups, n, c = points.shape
@@ -68,10 +74,14 @@ def kmeans(points: Any, k: int, iterations: int = 25, seed: int = 0) -> Any:
     g = torch.Generator().manual_seed(seed)
     start = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(groups)])  # [G, k]
     centroids = torch.gather(x, 1, start[..., None].expand(groups, k, c)).clone()
+    w = torch.ones(groups, n) if weights is None else weights.float()
+    if w.shape != (groups, n) or bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+        raise ValueError(f"kmeans weights must be finite, non-negative and shaped [{groups}, {n}]")
+    wx = x * w[..., None]
     for _ in range(iterations):
         assign = nearest(x, centroids)  # [G, N]
-        sums = torch.zeros_like(centroids).scatter_add_(1, assign[..., None].expand(groups, n, c), x)
-        counts = torch.zeros(groups, k).scatter_add_(1, assign, torch.ones(groups, n))
+        sums = torch.zeros_like(centroids).scatter_add_(1, assign[..., None].expand(groups, n, c), wx)
+        counts = torch.zeros(groups, k).scatter_add_(1, assign, w)
         filled = counts > 0
         centroids = torch.where(filled[..., None], sums / counts.clamp_min(1)[..., None], centroids)
     return centroids
@@ -93,19 +103,34 @@ def nearest(x: Any, centroids: Any, chunk_elements: int = 1 << 24) -> Any:
 
 
 def learn_codebook(samples: Any, channels: int, bits: int, iterations: int = 20, seed: int = 0,
-                   max_vectors: int = 8192) -> Codebook:
+                   max_vectors: int = 8192, fisher: Any = None) -> Codebook:
     """Centroids of one layer's keys or values from the cache tensors held on calibration text
     (samples [b, h, n, d]: each token of each sample a training vector, at most `max_vectors`
-    of them drawn with `seed`, which bounds the k-means time on long calibration sets)."""
+    of them drawn with `seed`, which bounds the k-means time on long calibration sets).
+
+    fisher: the squared gradients of the loss with respect to `samples` (same shape): each
+    coupled vector is then weighted by the sum over its channels (Fisher-guided learning)."""
     import torch
 
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"bits={bits!r}: coupled codes are packed at {', '.join(map(str, SUPPORTED_BITS))} bits")
     grouped = _groups(samples.float(), channels)  # [b, n, G, c]
     points = grouped.reshape(-1, grouped.shape[2], channels)  # [N, G, c]
+    weights = None
+    if fisher is not None:
+        if fisher.shape != samples.shape:
+            raise ValueError(f"fisher {tuple(fisher.shape)} must have the samples' shape {tuple(samples.shape)}")
+        weights = _groups(fisher.float(), channels).sum(-1).reshape(-1, grouped.shape[2])  # [N, G]
     if points.shape[0] > max_vectors:
-        points = points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(seed))[:max_vectors]]
-    return Codebook(kmeans(points.transpose(0, 1).contiguous(), 1 << bits, iterations, seed), channels, bits)
+        keep = torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(seed))[:max_vectors]
+        points = points[keep]
+        weights = weights[keep] if weights is not None else None
+    if weights is not None:
+        # Scale-free: the weighted mean does not depend on the weights' scale, and normalising
+        # keeps float32 sums accurate whatever the gradients' magnitude.
+        weights = weights / weights.mean().clamp_min(torch.finfo(torch.float32).tiny)
+    return Codebook(kmeans(points.transpose(0, 1).contiguous(), 1 << bits, iterations, seed,
+                           None if weights is None else weights.transpose(0, 1).contiguous()), channels, bits)
 
 
 def encode(x: Any, book: Codebook) -> Any:
@@ -175,9 +200,22 @@ def make_layer_class() -> type:
     return CoupledLayer
 
 
-def learn_codebooks(model: Any, input_ids: Any, channels: int, bits: int, seed: int = 0) -> list[tuple[Codebook, Codebook]]:
+def learn_codebooks(model: Any, input_ids: Any, channels: int, bits: int, seed: int = 0,
+                    fisher: bool = False) -> list[tuple[Codebook, Codebook]]:
     """(keys, values) codebooks of every layer from what the model's own cache holds after
-    prefilling each calibration sample."""
+    prefilling each calibration sample; with `fisher`, weighted by `cache_fisher`'s squared
+    gradients of the next-token loss (Fisher-guided centroid learning)."""
+    held = cache_fisher(model, input_ids) if fisher else cache_states(model, input_ids)
+    books = []
+    for layer_idx, (keys, values, fk, fv) in enumerate(held):
+        books.append((learn_codebook(keys, channels, bits, seed=seed + 2 * layer_idx, fisher=fk),
+                      learn_codebook(values, channels, bits, seed=seed + 2 * layer_idx + 1, fisher=fv)))
+    return books
+
+
+def cache_states(model: Any, input_ids: Any) -> list[tuple[Any, Any, None, None]]:
+    """Per layer, the keys and values [1, h, samples x n, d] the cache holds after prefilling
+    each calibration sample (no gradients)."""
     import torch
     from transformers import DynamicCache
 
@@ -191,11 +229,49 @@ def learn_codebooks(model: Any, input_ids: Any, channels: int, bits: int, seed: 
                     per_layer.append(([], []))
                 per_layer[layer_idx][0].append(layer.keys.float().cpu())
                 per_layer[layer_idx][1].append(layer.values.float().cpu())
-    books = []
-    for layer_idx, (keys, values) in enumerate(per_layer):
-        books.append((learn_codebook(torch.cat(keys, dim=2), channels, bits, seed=seed + 2 * layer_idx),
-                      learn_codebook(torch.cat(values, dim=2), channels, bits, seed=seed + 2 * layer_idx + 1)))
-    return books
+    return [(torch.cat(k, dim=2), torch.cat(v, dim=2), None, None) for k, v in per_layer]
+
+
+def cache_fisher(model: Any, input_ids: Any) -> list[tuple[Any, Any, Any, Any]]:
+    """Per layer: keys, values and the squared gradients of the mean next-token cross-entropy
+    with respect to each (the diagonal empirical Fisher information of the cache entries),
+    over the calibration samples.
+
+    The weights stay frozen: gradients flow from the loss back through the attention to the
+    cached keys and values only, entering the graph at the embedding output, so no weight
+    gradient is ever stored."""
+    import torch
+    from transformers import DynamicCache
+
+    frozen = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in frozen:
+        p.requires_grad_(False)
+    hook = model.get_input_embeddings().register_forward_hook(lambda _m, _i, out: out.detach().requires_grad_(True))
+    per_layer: list[tuple[list[Any], list[Any], list[Any], list[Any]]] = []
+    try:
+        with torch.enable_grad():
+            for i in range(input_ids.shape[0]):
+                ids = input_ids[i : i + 1].to(model.device)
+                cache = DynamicCache(config=model.config)
+                out = model(input_ids=ids, past_key_values=cache, use_cache=True, labels=ids)
+                layers = list(cache.layers)
+                for layer in layers:
+                    layer.keys.retain_grad()
+                    layer.values.retain_grad()
+                out.loss.backward()
+                for layer_idx, layer in enumerate(layers):
+                    if layer_idx == len(per_layer):
+                        per_layer.append(([], [], [], []))
+                    parts = per_layer[layer_idx]
+                    parts[0].append(layer.keys.detach().float().cpu())
+                    parts[1].append(layer.values.detach().float().cpu())
+                    parts[2].append(layer.keys.grad.detach().float().cpu().square())
+                    parts[3].append(layer.values.grad.detach().float().cpu().square())
+    finally:
+        hook.remove()
+        for p, flag in frozen:
+            p.requires_grad_(flag)
+    return [tuple(torch.cat(x, dim=2) for x in parts) for parts in per_layer]  # type: ignore[misc]
 
 
 def coupled_cache(books: list[tuple[Codebook, Codebook]], residual: int) -> Any:

@@ -324,9 +324,10 @@ class Quanto(_KVMethod):
 @register(MethodInfo(
     name="cq", family="kv-cache", version="1",
     summary="coupled quantization: `channels` contiguous key (and value) channels coded jointly by the nearest of "
-            "2^bits centroids learned by k-means on calibration text (bits / channels bits per channel)",
+            "2^bits centroids learned by k-means on calibration text (bits / channels bits per channel); "
+            "fisher=true weights the k-means by each vector's diagonal Fisher information",
     paper="Zhang et al. 2024, KV Cache is 1 Bit Per Channel: Efficient Large Language Model Inference with Coupled "
-          "Quantization (arXiv:2405.03917); uniform centroid learning, not the Fisher-guided variant",
+          "Quantization (arXiv:2405.03917): uniform and Fisher-guided centroid learning",
     licence="Apache-2.0 (sparsebench)", requires=("torch", "transformers"), cost_model=CostModel(
         notes="KV bytes measured as held: one code byte (or packed codes) per coupled group and token + the "
               "full-precision residual; the codebooks, a per-model constant shared by every sequence, are "
@@ -338,6 +339,7 @@ class CoupledQuantization(_KVMethod):
     channels: int = 4  # channels coupled into one code (CQ-<channels>c<bits>b)
     bits: int = 8  # bits per code: 2, 4 or 8; 16 = the unquantized cache (the identity point)
     residual: int = 0  # most recent tokens kept in full precision
+    fisher: bool = False  # Fisher-guided centroids: k-means weighted by squared loss gradients of the cache
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -360,15 +362,17 @@ class CoupledQuantization(_KVMethod):
 
         report = self.base.apply(lm, calibration, ctx)
         channels, bits, residual = int(self.channels), int(self.bits), int(self.residual)
-        kv = {"channels": channels, "bits": bits, "residual": residual, "bits_per_channel": bits / channels}
+        kv = {"channels": channels, "bits": bits, "residual": residual, "bits_per_channel": bits / channels,
+              "centroids": "fisher-guided" if self.fisher and bits != 16 else "uniform"}
         if bits == 16:
             _set_kv(report, KVCachePlan(new_cache=None, backend="unquantized cache"))
         else:
             assert calibration is not None
-            books = learn_codebooks(lm.model, calibration.input_ids, channels, bits)
+            books = learn_codebooks(lm.model, calibration.input_ids, channels, bits, fisher=bool(self.fisher))
             kv["codebook_bytes"] = sum(k.nbytes + v.nbytes for k, v in books)
             kv["calibration_tokens"] = int(calibration.input_ids.numel())
             _set_kv(report, KVCachePlan(new_cache=lambda: coupled_cache(books, residual),
-                                        backend="sparsebench coupled-quantization cache (k-means codebooks)"))
+                                        backend="sparsebench coupled-quantization cache (k-means codebooks"
+                                                + (", Fisher-guided)" if self.fisher else ")")))
         report.extra["kv"] = kv
         return report

@@ -20,7 +20,9 @@ from .conftest import REPO, SAMPLE_RESULTS
 WORKFLOW = REPO / ".github" / "workflows" / "leaderboard.yml"
 # Shell keywords and builtins the steps may use around our commands.
 SHELL = {"if", "then", "else", "fi", "for", "do", "done", "exit", "echo", "[", "test", "set", "true"}
-OURS = {".venv/bin/bench", "bench", "scripts/setup.sh", "git"}
+OURS = {".venv/bin/bench", "bench", "scripts/setup.sh", "scripts/setup_browser.sh", "git"}
+# Our scripts that the venv's python may run (and nothing else through it).
+OUR_SCRIPTS = {"scripts/browser_check.py"}
 
 
 def load() -> dict:
@@ -75,7 +77,10 @@ def test_every_run_step_only_calls_bench_setup_git_or_plain_shell() -> None:
     for job, script in run_steps(load()):
         subprocess.run(["bash", "-n", "-c", script], check=True)  # syntax
         for argv in commands(script):
-            assert argv[0] in OURS | SHELL, f"{job}: {argv[0]!r} is not bench, scripts/setup.sh, git or plain shell"
+            if argv[0] == ".venv/bin/python":
+                assert argv[1] in OUR_SCRIPTS, f"{job}: the venv's python runs {argv[1:2]}, not one of our scripts"
+                continue
+            assert argv[0] in OURS | SHELL, f"{job}: {argv[0]!r} is not bench, our set-up scripts, git or plain shell"
             if argv[0].endswith("bench"):
                 args = [a for a in argv[1:] if "$" not in a]  # shell-expanded file lists aside
                 parser.parse_args(args)  # flags exist (argparse exits on an unknown one)

@@ -73,6 +73,17 @@ def test_cost_within_the_spread_of_repeats_is_not_dominance() -> None:
     assert v["B"].status == DOMINATED
 
 
+def test_equal_cost_and_significantly_better_quality_dominates() -> None:
+    # two models of the same size (bytes: no spread): the better one dominates, the cheaper-only
+    # rule does not apply; a third point of equal cost and tied quality stays tied
+    a = per_query(0.10, noise=0.02, seed=4)
+    b = per_query(0.0, noise=0.02, seed=5)
+    c = per_query(0.098, noise=0.05, seed=6)
+    v = classify([point("A", a, 100.0, True), point("B", b, 100.0, False), point("C", c, 100.0, False)], "lower")
+    assert v["B"].status == DOMINATED and v["B"].against == "A"
+    assert v["C"].status == TIED and v["C"].against == "A"
+
+
 def test_no_per_query_values_means_no_dominance_claim() -> None:
     a = Point("A", 0.9, 1.0, 1.0, 1.0, None, True)
     b = Point("B", 0.5, 2.0, 2.0, 2.0, None, False)

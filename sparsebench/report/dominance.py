@@ -2,8 +2,11 @@
 
 The plain frontier (`pareto.frontier`) compares means. Here a point is marked *dominated* only
 where a frontier point beats it on quality by a paired t-test over the same queries, after Holm
-correction over every claim tested on the plot, and on cost beyond the spread its repeats
-measured. A nominally dominated point that no frontier point beats that way is *tied*; a
+correction over every claim tested on the plot, and is at least as good on cost beyond the
+spread its repeats measured (the frontier point's costliest repeat is no costlier than the
+point's cheapest). Being cheaper is not enough: a point that costs more but is statistically
+tied on quality is *tied*, not dominated, and so is every nominally dominated point that no
+frontier point beats that way. A
 frontier point whose quality gain over the next cheaper frontier point does not survive the
 same test is *frontier-tied*: its place on the frontier is within the noise.
 
@@ -47,9 +50,10 @@ class Verdict:
     reason: str
 
 
-def _cost_beyond(a: Point, b: Point, direction: str) -> bool:
-    """a's cost is better than b's even at a's worst repeat and b's best."""
-    return a.cost_hi < b.cost_lo if direction == "lower" else a.cost_lo > b.cost_hi
+def _cost_no_worse(a: Point, b: Point, direction: str) -> bool:
+    """a's cost is at least as good as b's even at a's worst repeat and b's best (equal costs
+    with no spread, such as two models of the same size, qualify)."""
+    return a.cost_hi <= b.cost_lo if direction == "lower" else a.cost_lo >= b.cost_hi
 
 
 def _aligned(a: Point, b: Point) -> tuple[np.ndarray, np.ndarray] | None:
@@ -88,7 +92,7 @@ def classify(points: Sequence[Point], cost_dir: str, quality_dir: str = "higher"
             continue
         for f in front:
             at_least_as_good = qsign * f.quality >= qsign * p.quality and sign * f.cost <= sign * p.cost
-            if at_least_as_good and _cost_beyond(f, p, cost_dir):
+            if at_least_as_good and _cost_no_worse(f, p, cost_dir):
                 claims.append(("dominates", p.ident, f.ident, _p(f, p, quality_dir)))
     tested = [i for i, c in enumerate(claims) if c[3] is not None]
     adjusted = dict(zip(tested, holm([claims[i][3] for i in tested]))) if tested else {}  # type: ignore[misc]
@@ -107,13 +111,13 @@ def classify(points: Sequence[Point], cost_dir: str, quality_dir: str = "higher"
         elif adj is not None and adj <= alpha:
             best = out.get(subject)
             if best is None or best.status != DOMINATED or (best.p_holm or 1.0) > adj:
-                out[subject] = Verdict(DOMINATED, other, adj, f"{other} is better on quality (Holm p={adj:.3g}) and on cost beyond its repeats' spread")
+                out[subject] = Verdict(DOMINATED, other, adj, f"{other} is better on quality (Holm p={adj:.3g}) and no worse on cost across the repeats' spread")
     for p in points:
         if p.ident in out:
             continue
         candidates = [(adjusted.get(i), c[2]) for i, c in enumerate(claims) if c[0] == "dominates" and c[1] == p.ident]
         if not candidates:
-            reason = "no frontier point is better on cost beyond the spread of repeats"
+            reason = "no frontier point is as good on cost beyond the spread of repeats"
             out[p.ident] = Verdict(TIED, "", None, reason)
             continue
         tested_c = [(a, o) for a, o in candidates if a is not None]

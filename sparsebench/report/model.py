@@ -170,6 +170,11 @@ class Group:
         return f"group-{self.index}"
 
     @property
+    def latest(self) -> str:
+        """When the newest shown record finished (ISO text), for the index."""
+        return max((str(r.record.get("finished_at", "")) for r in self.rows), default="")
+
+    @property
     def name(self) -> str:
         return f"{self.suite} \u00b7 {self.dataset_id} \u00b7 {self.profile_id}"
 

@@ -208,6 +208,9 @@ class Browser:
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--hide-scrollbars", f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe",
             f"--window-size={self.width},{self.height}",
+            # No host name resolves: a page that tries to load anything from a network fails the
+            # load, which is reported as its error (the site must open from disk alone).
+            "--host-resolver-rules=MAP * ~NOTFOUND",
         ]
         # os.pipe() descriptors are close-on-exec, so only what the file actions dup2 reaches the
         # child; dup2 clears close-on-exec on the target. Moving the child's ends above 3/4 first

@@ -42,6 +42,7 @@ PAGES = {
         "<tr><td>5</td><td>6</td></tr></table>"
     ),
     "missing_image.html": "<!doctype html><title>d</title><img src='missing.png' alt='gone'>",
+    "network_image.html": "<!doctype html><title>e</title><img src='https://example.invalid/x.png' alt='remote'>",
 }
 TIMEOUT_S = 60.0  # the test machine's cores are shared with long jobs; a slow start is not a failure
 
@@ -88,6 +89,13 @@ def test_missing_image_is_reported(browser, site: Path) -> None:
     assert len(result.errors) == 1, result.errors
     assert "missing.png" in result.errors[0]
     assert "ERR_FILE_NOT_FOUND" in result.errors[0]
+
+
+def test_a_load_from_the_network_fails_and_is_reported(browser, site: Path) -> None:
+    # No host name resolves in the checked browser: a page must open from disk alone.
+    result = browser.check(site / "network_image.html")
+    assert len(result.errors) == 1, result.errors
+    assert "example.invalid" in result.errors[0] and "ERR_NAME_NOT_RESOLVED" in result.errors[0]
 
 
 def test_clean_page_has_no_errors_and_expression_value(browser, site: Path) -> None:
@@ -137,7 +145,8 @@ def test_main_reports_errors_and_writes_pngs(site: Path, tmp_path: Path, caplog:
         rc = bc.main([str(site), "--png-dir", str(png_dir)])
     assert rc == 1
     assert sorted(p.name for p in png_dir.iterdir()) == [
-        "clean__table.html.png", "console_error.html.png", "missing_image.html.png", "uncaught.html.png",
+        "clean__table.html.png", "console_error.html.png", "missing_image.html.png", "network_image.html.png",
+        "uncaught.html.png",
     ]
     assert "clean/table.html: ok" in caplog.text
 

@@ -53,6 +53,21 @@ _STDERR_TAIL_LINES = 40
 _EOF = object()  # put on the message queue by the reader thread when the browser closes fd 4
 
 
+def _split_stream(fd: int, sep: bytes, chunk: int) -> Iterator[bytes]:
+    """The records a pipe carries, separated by `sep`, until the writer closes it; an
+    unterminated rest is yielded last."""
+    pending = b""
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            break
+        pending += data
+        *complete, pending = pending.split(sep)
+        yield from complete
+    if pending:
+        yield pending
+
+
 def find_chromium(explicit: str | None = None) -> str | None:
     """The browser binary: ``explicit`` if given (a path or a name on PATH), else the first found
     of /usr/bin/chromium, chromium, chromium-browser, google-chrome; None when there is none."""
@@ -313,19 +328,12 @@ class Browser:
 
     def _read_messages(self) -> None:
         # Runs in a thread so that waits can time out: a blocking read on the pipe cannot.
-        buf = b""
         fd = self._from_browser
         assert fd is not None
         try:
-            while True:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-                *complete, buf = buf.split(b"\0")
-                for raw in complete:
-                    if raw:
-                        self._messages.put(json.loads(raw))
+            for raw in _split_stream(fd, b"\0", 1 << 16):
+                if raw:  # a message cut off by the browser's exit fails to parse, which ends the reader
+                    self._messages.put(json.loads(raw))
         except (OSError, ValueError) as e:
             log.debug("DevTools pipe reader stopped: %s", e)
         finally:
@@ -334,23 +342,14 @@ class Browser:
     def _read_stderr(self) -> None:
         fd = self._stderr
         assert fd is not None
-        pending = b""
         try:
-            while True:
-                chunk = os.read(fd, 1 << 14)
-                if not chunk:
-                    break
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    text = line.decode("utf-8", "replace").rstrip()
-                    if text:
-                        self._stderr_tail.append(text)
-                        log.debug("chromium: %s", text)
+            for line in _split_stream(fd, b"\n", 1 << 14):
+                text = line.decode("utf-8", "replace").rstrip()
+                if text:
+                    self._stderr_tail.append(text)
+                    log.debug("chromium: %s", text)
         except OSError:
             pass
-        if pending.strip():
-            self._stderr_tail.append(pending.decode("utf-8", "replace").rstrip())
 
     def _died(self, what: str) -> RuntimeError:
         self._dead = True

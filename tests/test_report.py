@@ -591,3 +591,33 @@ def test_registry_catalogue_is_plain_data_for_every_method() -> None:
     bm25 = {p["name"]: p for p in cat["bm25"]["parameters"]}
     assert bm25["k1"]["default"] == "1.2" and not bm25["k1"]["method"]
     assert {"name": "postings", "unit": "count"} in cat["bm25"]["cost_model"]["proxies"]
+
+
+def test_perplexity_interval_resamples_the_window_nlls_then_exponentiates(tmp_path: Path) -> None:
+    """A perplexity is exp(mean NLL): its interval is the bootstrap of the windows' NLLs, mapped
+    through exp, not a bootstrap of per-window perplexities; the cell's note says so."""
+    results = tmp_path / "results"
+    rng = np.random.default_rng(5)
+    nlls = rng.normal(3.2, 0.4, 24).round(6).tolist()
+    windows = {f"w{i:02d}": {"nll": v} for i, v in enumerate(nlls)}
+    key = hashlib.sha256(b"lm|dense").hexdigest()
+    rec = {
+        "schema": 1, "key": key, "run_id": "r0", "suite": "lm@2", "task": "lm", "method": "dense",
+        "method_name": "dense", "family": "dense-lm", "params": {}, "settings": {},
+        "dataset": {"id": "austen+wiki", "checksum": "d" * 64, "counts": {"windows": len(nlls)}},
+        "main_metric": "perplexity",
+        "metrics": {"perplexity": {"value": float(np.exp(np.mean(nlls))), "unit": "", "n": len(nlls), "direction": "lower",
+                                   "aggregation": "exp(mean NLL over windows)"}},
+        "costs": {}, "profile": {"id": "cpu-2core", "fingerprint": "fp", "matched": True},
+        "provenance": {"git_commit": "abc123", "git_dirty": False, "packages": {}},
+        "started_at": "2026-01-01T00:00:05+00:00", "finished_at": "2026-01-01T00:00:10+00:00",
+        "status": "ok", "error": None, "duration_s": 5.0,
+    }
+    rec["per_query"] = sidecars.write_sidecar(results, "lm", key, "r0", windows)
+    records.append(results / "lm.jsonl", rec)
+    _, dom = render(results)
+    [ci] = [td for tr in dom.find_all("tr") if tr.attrs.get("data-key", "")[4:] == key for td in tr.find_all("td", "ci")]
+    lo, hi = loop_bootstrap([windows[w]["nll"] for w in sorted(windows)])
+    assert float(ci.attrs["data-lo"]) == pytest.approx(np.exp(lo), rel=1e-12)
+    assert float(ci.attrs["data-hi"]) == pytest.approx(np.exp(hi), rel=1e-12)
+    assert "windows (of the mean NLL, then exp)" in ci.attrs["title"]

@@ -78,6 +78,7 @@ class Row:
     params: list[str] = field(default_factory=list)  # "name=value" of the top-level parameters, for the filter
     per_query: dict[str, float] | None = field(default=None, repr=False)  # main metric (NLL for perplexity) by query
     spread: list[tuple[float, float] | None] = field(default_factory=list)  # cost range over the key's ok repeats
+    ci_on_log: bool = False  # per_query holds NLLs: the interval is of their mean, then exp (a perplexity)
 
     @property
     def label(self) -> str:
@@ -373,7 +374,7 @@ def _intervals(rows: list[Row], options: ReportOptions) -> None:
     for batch in by_n.values():
         cis = bootstrap_cis([list(r.per_query.values()) for r in batch], options.confidence, options.resamples, options.seed)  # type: ignore[union-attr]
         for r, (lo, hi) in zip(batch, cis):
-            on_log = r.ci_note == "log"
+            on_log = r.ci_on_log
             r.ci_lo, r.ci_hi = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
             r.ci_note = (f"{options.confidence:.0%} percentile bootstrap over {len(r.per_query)} "  # type: ignore[arg-type]
                          f"{'windows (of the mean NLL, then exp)' if on_log else 'queries'}, {options.resamples} resamples, seed {options.seed}")
@@ -418,13 +419,13 @@ def _row(rec: dict, anchor: str, runs: int, method_counts: Counter, main_metric:
     base, sep, text = main_metric.partition("/")
     values, ci_note = sidecar_values(loaded.root, rec, "nll" + sep + text if on_log else main_metric, loaded.where.get(id(rec), ""))
     if values is not None:
-        ci_note = "log" if on_log else ""  # `_intervals` fills the interval and its note for the whole group
+        ci_note = ""  # `_intervals` fills the interval and its note for the whole group
     suffix = f" [{fmt.anchor_part(rec['key'])[:8]}]" if method_counts[rec["method"]] > 1 else ""
     matched = rec["profile"].get("matched", True) is not False
     n = rec["metrics"].get(main_metric, {}).get("n") if isinstance(rec["metrics"].get(main_metric), dict) else None
     n_queries = n if isinstance(n, int) and not isinstance(n, bool) else None
     return Row(anchor, rec["method"], str(rec["family"]), method_name_of(rec), runs, suffix, matched, contention_note(rec), main, n_queries,
-               ci_lo, ci_hi, ci_note, metrics, costs, rec, _param_tokens(rec), values)
+               ci_lo, ci_hi, ci_note, metrics, costs, rec, _param_tokens(rec), values, ci_on_log=on_log and values is not None)
 
 
 def contention_note(rec: dict) -> str:

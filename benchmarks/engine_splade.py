@@ -59,7 +59,7 @@ def engine(name: str, index: Any, batch_of: Any, pruning: str, alpha: float) -> 
 
 
 def bench_corpus(source: str, k: int, threads: Sequence[int], alphas: Sequence[float], doc_top_ks: Sequence[int | None],
-                 repeats: int, passes: int) -> dict[str, Any]:
+                 repeats: int, passes: int, block_size: int) -> dict[str, Any]:
     from sparsebench.cache import ArtifactCache, default_cache_dir
     from sparsebench.datasets.resolve import load_source
     from sparsebench.kernels.inverted import query_batch
@@ -72,7 +72,7 @@ def bench_corpus(source: str, k: int, threads: Sequence[int], alphas: Sequence[f
     out: dict[str, Any] = {"source": source, "documents": len(ds.corpus), "queries": len(texts), "indexes": []}
     queries = None
     for top_k in doc_top_ks:
-        retriever = Splade(doc_top_k=top_k).open(ctx)
+        retriever = Splade(doc_top_k=top_k, block_size=block_size).open(ctx)
         t0 = time.perf_counter()
         report = retriever.index(ds.corpus)
         log.info("%s doc_top_k=%s: indexed in %.1f s (encodings %s)", ds.id, top_k, time.perf_counter() - t0,
@@ -135,18 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="the multi-thread batch's threads (default: all usable)")
     parser.add_argument("--alpha", type=float, action="append", help="approximate block-max alphas (default 0.9, 0.8)")
     parser.add_argument("--repeats", type=int, default=9, help="timed batch calls (median)")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="documents per block of the index (default: the splade method's)")
     parser.add_argument("--passes", type=int, default=2, help="timed passes over the queries for latency")
     parser.add_argument("--json", type=Path, default=None, help="default: <cache>/benchmarks/engine_splade.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from sparsebench.cache import default_cache_dir
+    from sparsebench.methods.splade import Splade
 
     info = machine()
+    if args.block_size is None:
+        args.block_size = Splade.block_size
     threads = sorted({1, args.threads or int(info["usable_threads"] or 1)})
     settings = {"k": args.k, "threads": threads, "alphas": args.alpha or [0.9, 0.8], "doc_top_k": [None, 64],
-                "repeats": args.repeats, "passes": args.passes, "model": "splade-tiny", "block_size": 64}
-    corpora = [bench_corpus(src, args.k, threads, settings["alphas"], settings["doc_top_k"], args.repeats, args.passes)
+                "repeats": args.repeats, "passes": args.passes, "model": "splade-tiny", "block_size": args.block_size}
+    corpora = [bench_corpus(src, args.k, threads, settings["alphas"], settings["doc_top_k"], args.repeats, args.passes,
+                            args.block_size)
                for src in (args.corpus or default_corpora())]
     info["loadavg_after"] = list(os.getloadavg())
     report = {"machine": info, "settings": settings, "corpora": corpora}

@@ -31,7 +31,7 @@ def random_collection(seed: int, n_docs: int, n_terms: int, terms_per_doc: int, 
 
 
 @pytest.mark.parametrize("quantized", [False, True])
-@pytest.mark.parametrize("block_size", [1, 7, 64])
+@pytest.mark.parametrize("block_size", [1, 7, 64, 256])  # 256: a partial last block
 @pytest.mark.parametrize("k", [1, 10, 100])
 def test_fast_paths_equal_the_reference(quantized: bool, block_size: int, k: int) -> None:
     docs, queries = random_collection(seed=block_size * 1000 + k, n_docs=1500, n_terms=400, terms_per_doc=30,

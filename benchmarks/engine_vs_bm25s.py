@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, action="append", help="top k (repeatable; default 10 and 100)")
     parser.add_argument("--threads", type=int, default=None, help="the multi-thread batch's threads (default: all usable)")
     parser.add_argument("--alpha", type=float, action="append", help="approximate block-max alphas (default 0.9, 0.8)")
-    parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="documents per block of our index (default: the bm25_engine method's)")
     parser.add_argument("--repeats", type=int, default=15, help="timed batch calls and index builds (median)")
     parser.add_argument("--passes", type=int, default=3, help="timed passes over the queries for latency")
     parser.add_argument("--json", type=Path, default=None, help="where the JSON goes (default: <cache>/benchmarks/engine_vs_bm25s.json)")
@@ -410,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     many = args.threads or int(info["usable_threads"] or 1)
     threads = sorted({1, many})
     ks = args.k or [10, 100]
+    if args.block_size is None:
+        from sparsebench.methods.bm25_engine import BM25Engine
+
+        args.block_size = BM25Engine.block_size
     settings = {"k": ks, "threads": threads, "alphas": args.alpha or [0.9, 0.8], "block_size": args.block_size,
                 "repeats": args.repeats, "passes": args.passes, "bm25": {"k1": K1, "b": B, "method": VARIANT}}
     corpora = [bench_corpus(src, ks, threads, settings["alphas"], args.block_size, args.repeats, args.passes)

@@ -35,7 +35,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-DEFAULT_BLOCK = 64
+DEFAULT_BLOCK = 256  # the fastest safe block-max on the faq corpora; see benchmarks/README.md
 
 Reorder = Literal["none", "bp"]
 

@@ -35,7 +35,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-DEFAULT_BLOCK = 256  # the fastest safe block-max on the faq corpora; see benchmarks/README.md
+DEFAULT_BLOCK = 256  # the methods' default: the fastest safe block-max for BM25 on the faq corpora (benchmarks/README.md)
 
 Reorder = Literal["none", "bp"]
 

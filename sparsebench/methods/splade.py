@@ -82,8 +82,9 @@ class Splade(RetrievalMethod):
     query_threshold: float = 0.0
     pruning: Literal["blockmax", "exhaustive"] = "blockmax"
     alpha: float = 1.0  # block-max: 1 is safe (the exhaustive top k); below 1 stops earlier
-    # 256 documents per block: on the faq corpora (3k-25k passages) the fastest safe block-max of
-    # 64-512 for BM25 and for SPLADE-tiny (benchmarks/README.md); version 2 since 64 was the default.
+    # 256 documents per block: on the faq corpora (3k-25k passages) safe block-max was fastest at
+    # 256 of 64-512 for BM25, and faster at 256 than at 64 (the only sizes compared) for SPLADE-tiny
+    # (benchmarks/README.md); version 2 since 64 was the default.
     block_size: int = 256
     # Document order in the index: none (corpus order) or bp (recursive graph bisection, which
     # packs documents sharing terms into the same blocks). Hits are the same either way.
